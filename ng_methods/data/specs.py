@@ -1,0 +1,28 @@
+"""Dataparser specifications registered as ``nerfstudio.dataparser_configs`` entry points (see pyproject.toml).
+
+nerfstudio loads these entry points while ``nerfstudio.data.datamanagers.base_datamanager`` is still being
+imported, so this module and everything it imports must stay at dataparser level (no datamanager, pipeline or
+model imports), or ``ns-train`` fails with a circular import.
+"""
+
+from __future__ import annotations
+
+from nerfstudio.plugins.registry_dataparser import DataParserSpecification
+
+from ng_methods.data.blender import NgBlenderDataParserConfig
+from ng_methods.data.llff import LLFFDataParserConfig
+
+__all__ = ["llff_dataparser", "ng_blender_dataparser"]
+
+llff_dataparser = DataParserSpecification(
+    config=LLFFDataParserConfig(),
+    description=(
+        "LLFF poses_bounds.npy scenes (forward-facing captures, photo collections) with optional masks; "
+        "z-up world centred on the cameras' focus, LLFF bd_factor scaling, near/far in metadata."
+    ),
+)
+
+ng_blender_dataparser = DataParserSpecification(
+    config=NgBlenderDataParserConfig(),
+    description="nerfstudio's Blender (NeRF-synthetic) dataparser with input validation at startup.",
+)

@@ -1,0 +1,417 @@
+"""Benchmark methods on one scene: train for a step or wall-clock budget, then evaluate on the test split.
+
+For each method this trains through nerfstudio's Trainer, reloads the saved config and checkpoint for the test
+split (as ``ns-eval`` does), averages PSNR/SSIM/LPIPS over all test images and times full-image renders. Results
+go to ``<output-dir>/<scene>-<date>_<time>.json`` (records plus provenance) and one markdown row per method is
+appended to ``<output-dir>/results.md``. This is a benchmark, not a test: numbers depend on the machine.
+
+    python scripts/benchmark_methods.py --methods ngpc-hashgrid instant-ngp --max-steps 5000
+    python scripts/benchmark_methods.py --methods ngpc-hashgrid --reduced --max-steps 50 --device cpu
+
+Methods that need CUDA (nerfstudio's ``instant-ngp``: nerfacc's CUDA sampling) are skipped on CPU with a note.
+Nothing is downloaded: without cached AlexNet weights, LPIPS is left out (``null``) for every method.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import copy
+import datetime
+import gc
+import json
+import math
+import os
+import platform
+import resource
+import shlex
+import subprocess
+import sys
+import time
+import traceback
+from importlib import metadata
+from pathlib import Path
+from typing import Callable, Dict, List, Optional
+from unittest import mock
+
+import torch
+import yaml
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+if str(REPO_ROOT) not in sys.path:  # run from a checkout without `pip install -e .`
+    sys.path.insert(0, str(REPO_ROOT))
+
+import ng_methods  # noqa: E402  (allow-lists nerfstudio checkpoints for torch>=2.6 safe loading)
+from ng_methods.compat.lpips import alexnet_weights_path  # noqa: E402
+
+DEFAULT_DATA = REPO_ROOT.parent / "shared" / "data" / "blender" / "lego"
+NEVER = 10**9
+TABLE_HEADER = (
+    "| method | scene | steps | train s | PSNR | SSIM | LPIPS | peak mem | render FPS | machine | commit | command |\n"
+    "|---|---|---|---|---|---|---|---|---|---|---|---|\n"
+)
+
+
+def parse_args(argv: Optional[List[str]]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--methods", nargs="+", default=["ngpc-hashgrid"], help="method names (ns-train's)")
+    parser.add_argument("--data", type=Path, default=DEFAULT_DATA, help="scene directory")
+    parser.add_argument(
+        "--dataparser", default="blender",
+        help="'blender': keep a method's own Blender parser, else use nerfstudio's blender-data; "
+        "'method': keep each method's default; or any registered dataparser name (e.g. ng-blender-data)",
+    )
+    parser.add_argument("--max-steps", type=int, default=None, help="training steps per method")
+    parser.add_argument("--time-budget-s", type=float, default=None, help="wall-clock training budget per method")
+    parser.add_argument("--eval-split", default="test", choices=["test", "val"])
+    parser.add_argument("--output-dir", type=Path, default=Path("benchmarks"))
+    parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    parser.add_argument("--reduced", action="store_true", help="tiny sizes for a CPU smoke run")
+    args = parser.parse_args(argv)
+    if not args.data.is_dir():
+        parser.error(f"--data {args.data}: no such directory (pass a scene directory, e.g. a Blender scene)")
+    if args.dataparser == "blender" and not (args.data / "transforms_train.json").is_file():
+        parser.error(f"--data {args.data}: no transforms_train.json, so not a Blender scene (see --dataparser)")
+    if args.device == "cuda" and not torch.cuda.is_available():
+        parser.error("--device cuda: no CUDA device is available")
+    if args.device == "auto":
+        args.device = "cuda" if torch.cuda.is_available() else "cpu"
+    return args
+
+
+# ---------------------------------------------------------------------------------------------- method configs
+
+
+def _local_methods() -> Dict[str, object]:
+    """Our methods straight from ``method_configs`` (works before the package is pip-installed)."""
+    from nerfstudio.plugins.types import MethodSpecification
+
+    import method_configs.ngpc as ngpc
+
+    specs = [v for v in vars(ngpc).values() if isinstance(v, MethodSpecification)]
+    return {spec.config.method_name: spec.config for spec in specs}
+
+
+def method_config(name: str):
+    """A private copy of the ``TrainerConfig`` of method ``name``."""
+    from nerfstudio.configs.method_configs import all_methods
+
+    config = all_methods.get(name)
+    if config is None:  # ng-methods not pip-installed: its entry points are not registered
+        config = _local_methods().get(name)
+    if config is None or type(config).__name__ == "ExternalMethodDummyTrainerConfig":
+        raise SystemExit(f"unknown or uninstalled method {name!r}; known: {', '.join(sorted(all_methods))}")
+    return copy.deepcopy(config)
+
+
+def cuda_only_reason(config) -> Optional[str]:
+    """Why a method cannot train on CPU, or None."""
+    from nerfstudio.models.instant_ngp import InstantNGPModelConfig
+    from nerfstudio.models.splatfacto import SplatfactoModelConfig
+
+    model = config.pipeline.model
+    if isinstance(model, InstantNGPModelConfig):
+        return "nerfstudio's instant-ngp marches rays with nerfacc's CUDA-only kernels"
+    if isinstance(model, SplatfactoModelConfig):
+        return "splatfacto rasterizes with gsplat's CUDA kernels"
+    return None
+
+
+def choose_dataparser(config, choice: str, data: Path) -> None:
+    from nerfstudio.configs.dataparser_configs import all_dataparsers
+    from nerfstudio.data.dataparsers.blender_dataparser import BlenderDataParserConfig
+
+    datamanager = config.pipeline.datamanager
+    if choice == "blender" and not isinstance(datamanager.dataparser, BlenderDataParserConfig):
+        datamanager.dataparser = BlenderDataParserConfig()
+    elif choice not in ("blender", "method"):
+        if choice not in all_dataparsers:
+            raise SystemExit(f"unknown dataparser {choice!r}; known: {', '.join(sorted(all_dataparsers))}")
+        datamanager.dataparser = copy.deepcopy(all_dataparsers[choice])
+    datamanager.data = data
+    datamanager.dataparser.data = data
+
+
+def _set_where_present(objects: list, name: str, value) -> None:
+    for obj in objects:
+        if obj is not None and hasattr(obj, name):
+            setattr(obj, name, value)
+
+
+def reduce_sizes(config) -> None:
+    """Tiny sizes for a CPU smoke run (as ``tests/training.py:reduce_for_cpu`` and the NGPC method tests)."""
+    pipeline, model = config.pipeline, config.pipeline.model
+    pipeline.datamanager.train_num_rays_per_batch = 1024
+    pipeline.datamanager.eval_num_rays_per_batch = 1024
+    _set_where_present([pipeline], "target_num_samples", 1 << 16)
+    _set_where_present([pipeline], "max_num_samples_per_ray", 64)
+    parts = [model, getattr(model, "field", None), getattr(model, "sampler", None)]
+    _set_where_present(parts, "log2_hashmap_size", 15)
+    _set_where_present(parts, "grid_resolution", 32)
+    _set_where_present(parts, "render_step_size", 0.02)
+    _set_where_present(parts, "occ_warmup_steps", 8)
+    _set_where_present(parts, "occ_update_every", 8)
+    model.eval_num_rays_per_chunk = 2500
+
+
+def prepare_config(name: str, args: argparse.Namespace):
+    config = method_config(name)
+    choose_dataparser(config, args.dataparser, args.data)
+    if args.reduced:
+        reduce_sizes(config)
+    config.machine.device_type = args.device
+    config.max_num_iterations = args.max_steps or (NEVER if args.time_budget_s else config.max_num_iterations)
+    config.steps_per_save = NEVER  # one checkpoint, at the end of training
+    config.save_only_latest_checkpoint = True
+    config.steps_per_eval_batch = config.steps_per_eval_image = config.steps_per_eval_all_images = NEVER
+    config.vis = "tensorboard"
+    config.viewer.quit_on_train_completion = True
+    config.output_dir = args.output_dir / "runs"
+    config.experiment_name = args.data.name
+    return config
+
+
+# ---------------------------------------------------------------------------------------------- train and eval
+
+
+class _NoLPIPS(torch.nn.Module):
+    """Stands in for torchmetrics' LPIPS when AlexNet's weights are not cached: returns NaN, downloads nothing."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__()
+
+    def forward(self, *args, **kwargs) -> torch.Tensor:
+        return torch.tensor(float("nan"))
+
+
+@contextlib.contextmanager
+def offline_lpips():
+    """Build models with LPIPS only if it needs no download (nerfstudio's models import it inside __init__)."""
+    with contextlib.ExitStack() as stack:
+        if not os.path.isfile(alexnet_weights_path()):
+            import torchmetrics.image.lpip  # noqa: F401
+
+            name = "LearnedPerceptualImagePatchSimilarity"
+            for module_name, module in list(sys.modules.items()):
+                if module_name.startswith(("nerfstudio.", "torchmetrics.image")) and hasattr(module, name):
+                    stack.enter_context(mock.patch.object(module, name, _NoLPIPS))
+        yield
+
+
+def synchronizer(device: str) -> Callable[[], None]:
+    return torch.cuda.synchronize if device == "cuda" else (lambda: None)
+
+
+class TrainClock:
+    """Times the training iterations and stops the trainer once the wall-clock budget is spent."""
+
+    def __init__(self, trainer, budget_s: Optional[float], sync: Callable[[], None]) -> None:
+        self.trainer, self.budget_s, self.sync = trainer, budget_s, sync
+        self.start: Optional[float] = None
+        self.elapsed_s = 0.0
+        self.steps = 0
+
+    def begin(self, step: int) -> None:
+        if self.start is None:
+            self.sync()
+            self.start = time.perf_counter()
+
+    def end(self, step: int) -> None:
+        self.sync()
+        self.steps += 1
+        self.elapsed_s = time.perf_counter() - self.start
+        if self.budget_s is not None and self.elapsed_s >= self.budget_s:
+            self.trainer.stop_training = True  # Trainer.train breaks before the next iteration
+
+    def install(self) -> None:
+        from nerfstudio.engine.callbacks import TrainingCallback, TrainingCallbackLocation as Where
+
+        self.trainer.callbacks.insert(0, TrainingCallback([Where.BEFORE_TRAIN_ITERATION], self.begin))
+        self.trainer.callbacks.append(TrainingCallback([Where.AFTER_TRAIN_ITERATION], self.end))
+
+
+def peak_memory_mb(device: str) -> Dict[str, object]:
+    if device == "cuda":
+        return {"peak_mem_mb": torch.cuda.max_memory_allocated() / 2**20, "peak_mem_kind": "cuda_max_allocated"}
+    rss_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # Linux: KiB, whole process so far
+    return {"peak_mem_mb": rss_kib / 1024, "peak_mem_kind": "process_max_rss"}
+
+
+def train(config, args: argparse.Namespace) -> Dict[str, object]:
+    from nerfstudio.utils import writer
+
+    writer.EVENT_WRITERS.clear()  # nerfstudio's writers are global: keep each run's logs in its own dir
+    if args.device == "cuda":
+        torch.cuda.reset_peak_memory_stats()
+    config.set_timestamp()
+    config.save_config()
+    trainer = config.setup(local_rank=0, world_size=1)
+    with offline_lpips():
+        trainer.setup()
+    clock = TrainClock(trainer, args.time_budget_s, synchronizer(args.device))
+    clock.install()
+    trainer.train()
+    record = {"steps": clock.steps, "train_time_s": clock.elapsed_s, **peak_memory_mb(args.device)}
+    del trainer
+    writer.EVENT_WRITERS.clear()
+    return record
+
+
+def load_for_eval(config, split: str, device: str):
+    """Rebuild the pipeline from the saved config.yml and checkpoint (as ns-eval's eval_setup, on ``device``)."""
+    from nerfstudio.utils.eval_utils import eval_load_checkpoint
+
+    saved = yaml.load((config.get_base_dir() / "config.yml").read_text(), Loader=yaml.Loader)
+    saved.pipeline.datamanager._target = config.pipeline.datamanager._target  # as eval_setup does
+    saved.load_dir = saved.get_checkpoint_dir()
+    with offline_lpips():
+        pipeline = saved.pipeline.setup(device=device, test_mode=split)
+    pipeline.eval()
+    checkpoint, _ = eval_load_checkpoint(saved, pipeline)
+    return pipeline, checkpoint
+
+
+def render_fps(pipeline, sync: Callable[[], None]) -> Dict[str, object]:
+    """Full-image renders of every eval camera per second, after one untimed warm-up render."""
+    cameras = pipeline.datamanager.eval_dataset.cameras.to(pipeline.device)
+    pipeline.eval()
+    with torch.no_grad():
+        pipeline.model.get_outputs_for_camera(cameras[0:1])
+        sync()
+        start = time.perf_counter()
+        for i in range(len(cameras)):
+            pipeline.model.get_outputs_for_camera(cameras[i : i + 1])
+        sync()
+    return {"render_fps": len(cameras) / (time.perf_counter() - start), "render_images": len(cameras)}
+
+
+def _finite_or_none(value) -> Optional[float]:
+    return None if value is None or not math.isfinite(float(value)) else float(value)
+
+
+def evaluate(config, args: argparse.Namespace) -> Dict[str, object]:
+    pipeline, checkpoint = load_for_eval(config, args.eval_split, args.device)
+    metrics = pipeline.get_average_eval_image_metrics()
+    record = {key: _finite_or_none(metrics.get(key)) for key in ("psnr", "ssim", "lpips")}
+    record.update(render_fps(pipeline, synchronizer(args.device)))
+    record.update(eval_images=len(pipeline.datamanager.eval_dataset), checkpoint=str(checkpoint))
+    del pipeline
+    return record
+
+
+def benchmark_method(name: str, args: argparse.Namespace) -> Dict[str, object]:
+    record: Dict[str, object] = {"method": name, "scene": args.data.name, "device": args.device}
+    config = prepare_config(name, args)
+    reason = cuda_only_reason(config) if args.device == "cpu" else None
+    if reason is not None:
+        print(f"[benchmark] SKIP {name}: needs CUDA ({reason}); run with a GPU.", flush=True)
+        return {**record, "status": "skipped", "reason": f"needs CUDA: {reason}"}
+    try:
+        record.update(train(config, args))
+        record.update(evaluate(config, args))
+        record.update(status="ok", config_path=str(config.get_base_dir() / "config.yml"))
+    except Exception as error:  # one failing method must not lose the others' results
+        traceback.print_exc()
+        record.update(status="failed", error=f"{type(error).__name__}: {error}")
+    finally:
+        gc.collect()
+        if args.device == "cuda":
+            torch.cuda.empty_cache()
+    return record
+
+
+# ---------------------------------------------------------------------------------------------- provenance, output
+
+
+def _git(*git_args: str) -> Optional[str]:
+    result = subprocess.run(["git", *git_args], cwd=REPO_ROOT, capture_output=True, text=True)
+    return result.stdout.strip() if result.returncode == 0 else None
+
+
+def _cpu_model() -> str:
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    return platform.processor() or platform.machine()
+
+
+def _version(package: str) -> Optional[str]:
+    with contextlib.suppress(metadata.PackageNotFoundError):
+        return metadata.version(package)
+    return None
+
+
+def provenance(command: List[str], device: str) -> Dict[str, object]:
+    status = _git("status", "--porcelain")
+    return {
+        "date": datetime.datetime.now().astimezone().isoformat(timespec="seconds"),
+        "command": shlex.join(command),
+        "argv": command,
+        "git_commit": _git("rev-parse", "HEAD"),  # None: not a git checkout, or no commit yet
+        "git_dirty": bool(status) if status is not None else None,
+        "machine": {
+            "cpu": _cpu_model(),
+            "cpu_count": os.cpu_count(),
+            "gpu": torch.cuda.get_device_name() if device == "cuda" else None,
+            "platform": platform.platform(),
+        },
+        "versions": {
+            "python": platform.python_version(),
+            "torch": torch.__version__,
+            "cuda": torch.version.cuda,
+            "nerfstudio": _version("nerfstudio"),
+            "nerfacc": _version("nerfacc"),
+            "ng_methods": ng_methods.__version__,
+        },
+    }
+
+
+def _fmt(value, spec: str) -> str:
+    return "—" if value is None else format(value, spec)
+
+
+def markdown_row(record: Dict[str, object], prov: Dict[str, object]) -> str:
+    machine = prov["machine"]["gpu"] or f"{prov['machine']['cpu']} ({prov['machine']['cpu_count']} cpu)"
+    commit = (prov["git_commit"] or "no-commit")[:10] + ("-dirty" if prov["git_dirty"] else "")
+    mem_kind = {"cuda_max_allocated": "cuda", "process_max_rss": "rss"}.get(record.get("peak_mem_kind"), "")
+    cells = [
+        record["method"], record["scene"], str(record.get("steps", "—")), _fmt(record.get("train_time_s"), ".1f"),
+        _fmt(record.get("psnr"), ".2f"), _fmt(record.get("ssim"), ".4f"), _fmt(record.get("lpips"), ".4f"),
+        f"{_fmt(record.get('peak_mem_mb'), '.0f')} MiB {mem_kind}", _fmt(record.get("render_fps"), ".2f"),
+        machine, commit, f"`{prov['command']}`",
+    ]
+    return "| " + " | ".join(cell.replace("|", "\\|") for cell in cells) + " |\n"
+
+
+def append_markdown(path: Path, row: str) -> None:
+    if not path.exists():
+        path.write_text(TABLE_HEADER)
+    with path.open("a") as table:
+        table.write(row)
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    """Run the benchmark; returns 0 when every method that could run on this device succeeded."""
+    args = parse_args(argv)
+    command = list(sys.argv) if argv is None else ["scripts/benchmark_methods.py", *argv]
+    prov = provenance(command, args.device)
+    args.output_dir.mkdir(parents=True, exist_ok=True)
+    stamp = datetime.datetime.now().strftime("%Y-%m-%d_%H%M%S")
+    json_path = args.output_dir / f"{args.data.name}-{stamp}.json"
+    settings = {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()}
+    records: List[Dict[str, object]] = []
+    for name in args.methods:
+        records.append(benchmark_method(name, args))
+        # Rewritten after every method, so an interrupted run keeps what it finished.
+        json_path.write_text(json.dumps({"provenance": prov, "settings": settings, "results": records}, indent=2))
+        if records[-1]["status"] == "ok":
+            row = markdown_row(records[-1], prov)
+            append_markdown(args.output_dir / "results.md", row)
+            print(TABLE_HEADER + row, end="", flush=True)
+    print(f"[benchmark] wrote {json_path} and {args.output_dir / 'results.md'}", flush=True)
+    return 1 if any(r["status"] == "failed" for r in records) else 0
+
+
+if __name__ == "__main__":  # nerfstudio's ParallelDataManager spawns processes that re-import this module
+    sys.exit(main())

@@ -1,0 +1,69 @@
+"""Train our methods through the real nerfstudio trainer on CPU, and drive the installed CLIs."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Callable, List, Optional
+
+from nerfstudio.engine.trainer import Trainer, TrainerConfig
+
+
+def cli_env() -> dict:
+    """Environment for ns-* subprocesses: no opt-out of torch's safe loading (our plugin must make it work)."""
+    env = dict(os.environ)
+    env.pop("TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD", None)
+    env["CUDA_VISIBLE_DEVICES"] = ""
+    return env
+
+
+def run_cli(args: List[str], timeout: float = 600) -> subprocess.CompletedProcess:
+    """Run an ns-* console script from this interpreter's environment."""
+    script = Path(sys.executable).parent / args[0]
+    return subprocess.run(
+        [str(script), *args[1:]], capture_output=True, text=True, timeout=timeout, env=cli_env()
+    )
+
+
+def reduce_for_cpu(config: TrainerConfig, data: Path, output_dir: Path, steps: int) -> TrainerConfig:
+    """Shrink a method's config to train a few dozen steps on CPU (the same code path, smaller sizes)."""
+    config.machine.device_type = "cpu"
+    config.max_num_iterations = steps
+    config.steps_per_save = steps
+    config.steps_per_eval_batch = 10**9
+    config.steps_per_eval_image = 10**9
+    config.steps_per_eval_all_images = 10**9
+    config.save_only_latest_checkpoint = True
+    config.vis = "tensorboard"
+    config.viewer.quit_on_train_completion = True
+    config.output_dir = output_dir
+    config.pipeline.datamanager.data = data
+    config.pipeline.datamanager.dataparser.data = data
+    config.pipeline.datamanager.train_num_rays_per_batch = 1024
+    if hasattr(config.pipeline, "target_num_samples"):
+        config.pipeline.target_num_samples = 1 << 16
+        config.pipeline.max_num_samples_per_ray = 64
+    config.pipeline.datamanager.eval_num_rays_per_batch = 1024
+    return config
+
+
+def train(config: TrainerConfig, on_loss: Optional[Callable[[dict], None]] = None) -> Trainer:
+    """Set up and run nerfstudio's Trainer; ``on_loss`` sees every training loss dict."""
+    config.set_timestamp()
+    config.save_config()
+    trainer = config.setup(local_rank=0, world_size=1)
+    trainer.setup()
+    if on_loss is not None:
+        model = trainer.pipeline.model
+        original = model.get_loss_dict
+
+        def recording_loss_dict(*args, **kwargs):
+            loss_dict = original(*args, **kwargs)
+            on_loss({k: float(v.detach()) for k, v in loss_dict.items()})
+            return loss_dict
+
+        model.get_loss_dict = recording_loss_dict
+    trainer.train()
+    return trainer
