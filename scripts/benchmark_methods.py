@@ -46,6 +46,10 @@ from ng_methods.compat.lpips import alexnet_weights_path  # noqa: E402
 
 DEFAULT_DATA = REPO_ROOT.parent / "shared" / "data" / "blender" / "lego"
 NEVER = 10**9
+REDUCED_SIZES = {  # set wherever a config (pipeline, model, field, sampler) has the field
+    "target_num_samples": 1 << 16, "max_num_samples_per_ray": 64, "log2_hashmap_size": 15, "grid_resolution": 32,
+    "render_step_size": 0.02, "occ_warmup_steps": 8, "occ_update_every": 8,
+}
 TABLE_HEADER = (
     "| method | scene | steps | train s | PSNR | SSIM | LPIPS | peak mem | render FPS | machine | commit | command |\n"
     "|---|---|---|---|---|---|---|---|---|---|---|---|\n"
@@ -56,11 +60,8 @@ def parse_args(argv: Optional[List[str]]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--methods", nargs="+", default=["ngpc-hashgrid"], help="method names (ns-train's)")
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA, help="scene directory")
-    parser.add_argument(
-        "--dataparser", default="blender",
-        help="'blender': keep a method's own Blender parser, else use nerfstudio's blender-data; "
-        "'method': keep each method's default; or any registered dataparser name (e.g. ng-blender-data)",
-    )
+    parser.add_argument("--dataparser", default="blender", help="'blender': a method's own Blender parser, else "
+                        "nerfstudio's blender-data; 'method': each method's default; or a dataparser name")
     parser.add_argument("--max-steps", type=int, default=None, help="training steps per method")
     parser.add_argument("--time-budget-s", type=float, default=None, help="wall-clock training budget per method")
     parser.add_argument("--eval-split", default="test", choices=["test", "val"])
@@ -77,9 +78,6 @@ def parse_args(argv: Optional[List[str]]) -> argparse.Namespace:
     if args.device == "auto":
         args.device = "cuda" if torch.cuda.is_available() else "cpu"
     return args
-
-
-# ---------------------------------------------------------------------------------------------- method configs
 
 
 def _local_methods() -> Dict[str, object]:
@@ -132,26 +130,15 @@ def choose_dataparser(config, choice: str, data: Path) -> None:
     datamanager.dataparser.data = data
 
 
-def _set_where_present(objects: list, name: str, value) -> None:
-    for obj in objects:
-        if obj is not None and hasattr(obj, name):
-            setattr(obj, name, value)
-
-
 def reduce_sizes(config) -> None:
     """Tiny sizes for a CPU smoke run (as ``tests/training.py:reduce_for_cpu`` and the NGPC method tests)."""
     pipeline, model = config.pipeline, config.pipeline.model
-    pipeline.datamanager.train_num_rays_per_batch = 1024
-    pipeline.datamanager.eval_num_rays_per_batch = 1024
-    _set_where_present([pipeline], "target_num_samples", 1 << 16)
-    _set_where_present([pipeline], "max_num_samples_per_ray", 64)
-    parts = [model, getattr(model, "field", None), getattr(model, "sampler", None)]
-    _set_where_present(parts, "log2_hashmap_size", 15)
-    _set_where_present(parts, "grid_resolution", 32)
-    _set_where_present(parts, "render_step_size", 0.02)
-    _set_where_present(parts, "occ_warmup_steps", 8)
-    _set_where_present(parts, "occ_update_every", 8)
+    pipeline.datamanager.train_num_rays_per_batch = pipeline.datamanager.eval_num_rays_per_batch = 1024
     model.eval_num_rays_per_chunk = 2500
+    for part in (pipeline, model, getattr(model, "field", None), getattr(model, "sampler", None)):
+        for name, value in REDUCED_SIZES.items():
+            if part is not None and hasattr(part, name):
+                setattr(part, name, value)
 
 
 def prepare_config(name: str, args: argparse.Namespace):
@@ -169,9 +156,6 @@ def prepare_config(name: str, args: argparse.Namespace):
     config.output_dir = args.output_dir / "runs"
     config.experiment_name = args.data.name
     return config
-
-
-# ---------------------------------------------------------------------------------------------- train and eval
 
 
 class _NoLPIPS(torch.nn.Module):
@@ -271,30 +255,37 @@ def load_for_eval(config, split: str, device: str):
     return pipeline, checkpoint
 
 
-def render_fps(pipeline, sync: Callable[[], None]) -> Dict[str, object]:
-    """Full-image renders of every eval camera per second, after one untimed warm-up render."""
-    cameras = pipeline.datamanager.eval_dataset.cameras.to(pipeline.device)
-    pipeline.eval()
-    with torch.no_grad():
-        pipeline.model.get_outputs_for_camera(cameras[0:1])
-        sync()
-        start = time.perf_counter()
-        for i in range(len(cameras)):
-            pipeline.model.get_outputs_for_camera(cameras[i : i + 1])
-        sync()
-    return {"render_fps": len(cameras) / (time.perf_counter() - start), "render_images": len(cameras)}
+def _render_timed(pipeline, camera, sync: Callable[[], None]):
+    sync()
+    start = time.perf_counter()
+    outputs = pipeline.model.get_outputs_for_camera(camera)
+    sync()
+    return outputs, time.perf_counter() - start
 
 
-def _finite_or_none(value) -> Optional[float]:
-    return None if value is None or not math.isfinite(float(value)) else float(value)
+def _mean_metric(per_image: List[Dict[str, float]], key: str) -> Optional[float]:
+    if not all(key in metrics for metrics in per_image):  # our models omit LPIPS when it is unavailable
+        return None
+    mean = sum(float(metrics[key]) for metrics in per_image) / len(per_image)
+    return mean if math.isfinite(mean) else None  # NaN: nerfstudio's LPIPS replaced by _NoLPIPS
 
 
 def evaluate(config, args: argparse.Namespace) -> Dict[str, object]:
+    """Average image metrics over the eval split, as ``pipeline.get_average_eval_image_metrics`` computes them,
+    timing each full-image render on the way; render FPS leaves out the first (warm-up) render."""
     pipeline, checkpoint = load_for_eval(config, args.eval_split, args.device)
-    metrics = pipeline.get_average_eval_image_metrics()
-    record = {key: _finite_or_none(metrics.get(key)) for key in ("psnr", "ssim", "lpips")}
-    record.update(render_fps(pipeline, synchronizer(args.device)))
-    record.update(eval_images=len(pipeline.datamanager.eval_dataset), checkpoint=str(checkpoint))
+    sync = synchronizer(args.device)
+    per_image, render_s = [], []
+    with torch.no_grad():
+        for camera, batch in pipeline.datamanager.fixed_indices_eval_dataloader:
+            outputs, seconds = _render_timed(pipeline, camera, sync)
+            render_s.append(seconds)
+            per_image.append(pipeline.model.get_image_metrics_and_images(outputs, batch)[0])
+        if len(render_s) == 1:  # one image: time a second render of it
+            render_s.append(_render_timed(pipeline, camera, sync)[1])
+    record = {key: _mean_metric(per_image, key) for key in ("psnr", "ssim", "lpips")}
+    record.update(render_fps=(len(render_s) - 1) / sum(render_s[1:]), render_images=len(render_s) - 1)
+    record.update(eval_images=len(per_image), checkpoint=str(checkpoint))
     del pipeline
     return record
 
@@ -318,9 +309,6 @@ def benchmark_method(name: str, args: argparse.Namespace) -> Dict[str, object]:
         if args.device == "cuda":
             torch.cuda.empty_cache()
     return record
-
-
-# ---------------------------------------------------------------------------------------------- provenance, output
 
 
 def _git(*git_args: str) -> Optional[str]:
@@ -350,20 +338,11 @@ def provenance(command: List[str], device: str) -> Dict[str, object]:
         "argv": command,
         "git_commit": _git("rev-parse", "HEAD"),  # None: not a git checkout, or no commit yet
         "git_dirty": bool(status) if status is not None else None,
-        "machine": {
-            "cpu": _cpu_model(),
-            "cpu_count": os.cpu_count(),
-            "gpu": torch.cuda.get_device_name() if device == "cuda" else None,
-            "platform": platform.platform(),
-        },
-        "versions": {
-            "python": platform.python_version(),
-            "torch": torch.__version__,
-            "cuda": torch.version.cuda,
-            "nerfstudio": _version("nerfstudio"),
-            "nerfacc": _version("nerfacc"),
-            "ng_methods": ng_methods.__version__,
-        },
+        "machine": {"cpu": _cpu_model(), "cpu_count": os.cpu_count(), "platform": platform.platform(),
+                    "gpu": torch.cuda.get_device_name() if device == "cuda" else None},
+        "versions": {"python": platform.python_version(), "torch": torch.__version__, "cuda": torch.version.cuda,
+                     "nerfstudio": _version("nerfstudio"), "nerfacc": _version("nerfacc"),
+                     "ng_methods": ng_methods.__version__},
     }
 
 

@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 
 import pytest
+from PIL import Image
 
 SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "benchmark_methods.py"
 
@@ -18,8 +19,17 @@ def _load_script():
     return module
 
 
+def _downscale_images(scene: Path, factor: int) -> None:
+    """Shrink a Blender scene's images in place (intrinsics follow: nerfstudio derives them from the image size)."""
+    for path in scene.glob("*/*.png"):
+        image = Image.open(path)
+        image.resize((image.width // factor, image.height // factor), Image.LANCZOS).save(path)
+
+
 @pytest.mark.slow
 def test_benchmark_writes_json_and_markdown(tiny_lego, tmp_path):
+    # 25x25 views: the untrained occupancy grid is dense, so a full 100x100 render takes ~40 s on 2 CPU cores.
+    _downscale_images(tiny_lego, 4)
     benchmark = _load_script()
     out = tmp_path / "benchmarks"
     argv = [
@@ -35,7 +45,7 @@ def test_benchmark_writes_json_and_markdown(tiny_lego, tmp_path):
     assert ours["method"] == "ngpc-hashgrid" and ours["scene"] == "lego" and ours["steps"] == 3
     assert ours["train_time_s"] > 0 and ours["render_fps"] > 0 and ours["peak_mem_mb"] > 0
     assert 0 < ours["psnr"] < 60 and 0 < ours["ssim"] <= 1
-    assert ours["eval_images"] == 2 and ours["render_images"] == 2
+    assert ours["eval_images"] == 2 and ours["render_images"] == 1  # the first render is the untimed warm-up
     assert Path(ours["checkpoint"]).is_file()
     # nerfstudio's instant-ngp needs CUDA: skipped on CPU with a reason, not a crash.
     assert baseline["status"] == "skipped" and "CUDA" in baseline["reason"]
@@ -49,7 +59,7 @@ def test_benchmark_writes_json_and_markdown(tiny_lego, tmp_path):
     table = (out / "results.md").read_text().splitlines()
     assert table[0].startswith("| method | scene | steps | train s | PSNR |")
     rows = [line for line in table[2:] if line.startswith("| ngpc-hashgrid | lego | 3 |")]
-    assert len(rows) == 1 and "instant-ngp" not in "".join(table[2:])
+    assert len(rows) == 1 and not any(line.startswith("| instant-ngp |") for line in table)
 
 
 def test_missing_data_is_a_clear_error(tmp_path, capsys):

@@ -16,7 +16,7 @@ from nerfstudio.utils import colormaps
 from torch.nn import Parameter
 
 from ng_methods.compat.lpips import make_lpips
-from ng_methods.kernels.volume_rendering import accumulate_along_rays, render_weight_from_density
+from ng_methods.kernels.volume_rendering import composite
 from ng_methods.losses.s3im import S3IMConfig
 from ng_methods.ngpc.field import NGPCField, NGPCFieldConfig
 from ng_methods.metrics import image_metrics
@@ -86,12 +86,10 @@ class NGPCModel(Model):
         field_outputs = self.field(ray_samples)
         t_starts = ray_samples.frustums.starts[:, 0]
         t_ends = ray_samples.frustums.ends[:, 0]
-        weights = render_weight_from_density(
-            t_starts, t_ends, field_outputs[FieldHeadNames.DENSITY][:, 0], ray_indices, n_rays
-        )[0]
-        premultiplied_rgb = accumulate_along_rays(weights, field_outputs[FieldHeadNames.RGB], ray_indices, n_rays)
-        accumulation = accumulate_along_rays(weights, None, ray_indices, n_rays)
-        depth = accumulate_along_rays(weights, ((t_starts + t_ends) / 2)[:, None], ray_indices, n_rays)
+        premultiplied_rgb, depth, accumulation, _ = composite(
+            t_starts, t_ends, field_outputs[FieldHeadNames.DENSITY][:, 0], field_outputs[FieldHeadNames.RGB],
+            ray_indices, n_rays,
+        )
         depth = depth / accumulation.clamp(min=1e-10)
         background = self._background(self.config.eval_background_color, premultiplied_rgb)
         outputs = {
@@ -126,7 +124,7 @@ class NGPCModel(Model):
 
     def get_metrics_dict(self, outputs, batch) -> Dict[str, torch.Tensor]:
         target = self._eval_target(batch["image"])
-        mse = torch.mean((outputs["rgb"] - target) ** 2)
+        mse = torch.mean((outputs["rgb"].detach() - target) ** 2)
         return {
             "psnr": -10.0 * torch.log10(mse.clamp(min=1e-10)),
             "num_samples_per_batch": outputs["num_samples_per_ray"].sum(),

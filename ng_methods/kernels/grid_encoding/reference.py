@@ -8,20 +8,35 @@ This is the CPU path and the spec that the GPU backends are checked against. Per
   XOR-prime hash when the level is hashed, then ``% table_size``;
 * the output is ``sum_corners prod_dim (bit ? frac : 1 - frac) * table[row]``, level-major.
 
-uint32 arithmetic is emulated with int64 tensors masked to the low 32 bits after every add/multiply (int64
-multiplication wraps modulo 2**64, so its low 32 bits are the uint32 product). Only ``frac`` carries gradients, so
-autograd gives d/dtable, d/dpositions and their double backward (eikonal losses) for free.
+How it is computed (for speed on CPU, where small inner dimensions and large temporaries are what cost):
 
-Known differences from tcnn's kernel, all at the float rounding level: tcnn accumulates corners with fused
-multiply-adds in the table dtype (fp16 tables accumulate in fp16), while this reference accumulates in float32
-(float64 for float64 inputs) and casts the result once.
+* levels are looped over (per-level temporaries stay small enough for the allocator to recycle them), points are
+  handled as ``[d, n]`` / ``[2**d, n]`` (coordinate- / corner-major) tensors so that every elementwise op runs along
+  ``n``, and only the final rows and weights are transposed to ``[n, 2**d]``;
+* uint32 arithmetic is emulated with int64 tensors, reducing modulo 2**32 (or a power-of-two table size) only where
+  needed: only the low bits of a sum, product or XOR depend on the low bits of its operands (see ``_corner_rows``);
+* the fmaf is emulated exactly, but only where float64 rounding followed by float32 rounding can differ from one
+  rounding (see ``_fma_half_to_float32``);
+* the blend is one fused ``embedding_bag`` per level; its backward (a custom autograd function written with
+  differentiable ops, so double backward works) accumulates every level into a single table gradient.
+
+Only ``frac`` carries gradients (its value is tcnn's exactly; its derivative is ``scale``), so this gives d/dtable,
+d/dpositions and their double backward (eikonal losses).
+
+Known differences from tcnn's kernel, all at the float rounding level: tcnn accumulates corners one after the other
+with fused multiply-adds in the table dtype (fp16 tables accumulate in fp16), while this reference sums the weighted
+corners in float32 (float64 for float64 inputs) in ``embedding_bag``'s order and casts the result once. The corner
+weights themselves are tcnn's bit for bit (``1 * w_dim0 * w_dim1 * ...``).
 """
 
 from __future__ import annotations
 
+import functools
+from dataclasses import dataclass
 from typing import List, Tuple
 
 import torch
+import torch.nn.functional as F
 from jaxtyping import Float, Int
 from torch import Tensor
 
@@ -29,6 +44,8 @@ from ng_methods.kernels.grid_encoding.spec import HASH_PRIMES, GridSpec
 
 UINT32_MASK = 0xFFFFFFFF
 _INT32_MIN, _INT32_MAX = -(2**31), 2**31 - 1
+# A float64 whose 29 bits below float32 precision read 100...0 sits exactly on a float32 rounding midpoint.
+_FLOAT32_DROPPED_BITS, _FLOAT32_MIDPOINT_BITS = (1 << 29) - 1, 1 << 28
 
 
 def level_indexing(spec: GridSpec, level: int) -> Tuple[int, int, int, bool]:
@@ -54,7 +71,7 @@ def corner_bits(n_dims: int, device: torch.device | str | None = None) -> Int[Te
     return (corners[:, None] >> torch.arange(n_dims, device=device)) & 1
 
 
-def fma_to_float32(scale: float, x: Float[Tensor, "*shape"], addend: float) -> Float[Tensor, "*shape"]:
+def fma_to_float32(scale: float | Tensor, x: Float[Tensor, "*shape"], addend: float) -> Float[Tensor, "*shape"]:
     """``fmaf(scale, x, addend)`` for float32 ``x`` and float32-representable constants: one rounding to float32.
 
     The product of two float32 values is exact in float64, and TwoSum gives the float64 sum plus its exact
@@ -74,37 +91,141 @@ def fma_to_float32(scale: float, x: Float[Tensor, "*shape"], addend: float) -> F
     return torch.where(on_midpoint, corrected, rounded)
 
 
+@dataclass(frozen=True)
+class _Level:
+    """One level's constants for the vectorized index arithmetic."""
+
+    scale: float
+    hashed: bool
+    factors: Tuple[int, ...]  # per dim: the hash prime, or tcnn's dense uint32 stride (0 past the dims it visits)
+    table_size: int
+    offset: int  # start row in the flat table
+
+    @property
+    def mask(self) -> int:
+        # For a power-of-two table, `uint32 % T` is `& (T - 1)` of any integer congruent to it modulo 2**32.
+        power_of_two = self.table_size & (self.table_size - 1) == 0
+        return self.table_size - 1 if power_of_two else UINT32_MASK
+
+
+@functools.lru_cache(maxsize=64)
+def _levels(spec: GridSpec) -> Tuple[_Level, ...]:
+    levels = []
+    for level, (scale, offset) in enumerate(zip(spec.level_scales(), spec.level_offsets())):
+        resolution, table_size, n_dense_dims, hashed = level_indexing(spec, level)
+        if hashed:
+            factors = HASH_PRIMES[: spec.n_dims]
+        else:  # tcnn's loop: stride = resolution**dim (uint32) for the first n_dense_dims dims
+            factors = tuple(pow(resolution, dim, 2**32) for dim in range(n_dense_dims)) + (0,) * (spec.n_dims - n_dense_dims)
+        levels.append(_Level(scale, hashed, tuple(factors), table_size, offset))
+    return tuple(levels)
+
+
+def _fma_half_to_float32(x: Float[Tensor, "*shape"], scale: float) -> Float[Tensor, "*shape"]:
+    """``fma_to_float32(scale, x, 0.5)`` for float32 values ``x`` held in float64, emulating only where needed.
+
+    ``scale * x`` is exact in float64, so ``total = scale * x + 0.5`` is rounded once to float64, and rounding it on
+    to float32 differs from one direct rounding only if ``total`` lies exactly on a float32 midpoint (otherwise a
+    midpoint would sit strictly between ``total`` and the exact sum, and be a closer float64). Such totals are rare
+    and spotted from their low bits; only they go through the TwoSum emulation. (Float32 subnormals, whose midpoints
+    look different, cannot occur: a non-zero ``scale * x + 0.5`` is at least 2**-48 in magnitude.)
+    """
+    total = (x * scale).add_(0.5)
+    rounded = total.to(torch.float32)
+    suspect = (total.view(torch.int64) & _FLOAT32_DROPPED_BITS) == _FLOAT32_MIDPOINT_BITS
+    if suspect.any():
+        where = suspect.nonzero(as_tuple=True)
+        rounded[where] = fma_to_float32(scale, x[where], 0.5)
+    return rounded
+
+
 def _level_cells(
-    positions: Float[Tensor, "n d"], scale: float
-) -> Tuple[Int[Tensor, "n d"], Float[Tensor, "n d"]]:
-    """tcnn's ``pos_fract``: the uint32 cell of every coordinate and its (non-differentiable) fraction."""
+    coords: Float[Tensor, "d n"], scale: float, coords64: Float[Tensor, "d n"] | None = None
+) -> Tuple[Int[Tensor, "d n"], Float[Tensor, "d n"]]:
+    """tcnn's ``pos_fract``: the cell of every coordinate and its (non-differentiable) fraction.
+
+    Cells are ``(int)floor(pos)`` as int64 in ``[-2**31, 2**31)``, congruent modulo 2**32 to tcnn's uint32 cell,
+    which is all the index arithmetic needs. ``coords64`` is ``coords`` in float64, if already at hand.
+    """
     with torch.no_grad():
-        if positions.dtype == torch.float64:
-            pos = positions * scale + 0.5
+        if coords.dtype == torch.float64:
+            pos = coords * scale + 0.5
         else:
-            pos = fma_to_float32(scale, positions, 0.5)
+            pos = _fma_half_to_float32(coords.to(torch.float64) if coords64 is None else coords64, scale)
         floor = torch.floor(pos)
-        # CUDA's float->int conversion saturates and maps NaN to 0; (uint32) then reinterprets the bits.
-        # (float64 holds INT32_MAX exactly; float32 would round the clamp bound up to 2**31.)
-        as_int = torch.nan_to_num(floor.to(torch.float64), nan=0.0).clamp(_INT32_MIN, _INT32_MAX).to(torch.int64)
-        return as_int & UINT32_MASK, pos - floor  # `pos - floor(pos)` is exact in floating point
+        low, high = torch.aminmax(floor) if floor.numel() else (0, 0)
+        if low >= _INT32_MIN and high <= _INT32_MAX:  # false for NaN
+            cells = floor.to(torch.int64)
+        else:
+            # CUDA's float->int conversion saturates and maps NaN to 0. (float64 holds INT32_MAX exactly; float32
+            # would round the clamp bound up to 2**31.)
+            cells = torch.nan_to_num(floor.to(torch.float64), nan=0.0).clamp(_INT32_MIN, _INT32_MAX).to(torch.int64)
+        return cells, pos - floor  # `pos - floor(pos)` is exact in floating point
 
 
-def _corner_rows(cells: Int[Tensor, "n d"], spec: GridSpec, level: int) -> Int[Tensor, "n n_corners"]:
-    """tcnn's ``grid_index`` for all ``2**d`` corners of every point's cell: rows within the level's table."""
-    resolution, table_size, n_dense_dims, hashed = level_indexing(spec, level)
-    bits = corner_bits(spec.n_dims, cells.device)
-    corner = [(cells[:, dim, None] + bits[:, dim]) & UINT32_MASK for dim in range(spec.n_dims)]
-    if hashed:
-        index = torch.zeros_like(corner[0])
-        for dim in range(spec.n_dims):
-            index ^= (corner[dim] * HASH_PRIMES[dim]) & UINT32_MASK
-    else:
-        index, stride = torch.zeros_like(corner[0]), 1
-        for dim in range(n_dense_dims):
-            index = (index + corner[dim] * stride) & UINT32_MASK
-            stride = (stride * resolution) & UINT32_MASK
-    return index % table_size
+def _corner_rows(cells: Int[Tensor, "d n"], level: _Level) -> Int[Tensor, "n_corners n"]:
+    """tcnn's ``grid_index`` for all ``2**d`` corners of every point's cell: rows within the level's table.
+
+    A corner's index combines one term per dim, ``(cell + bit) * factor``: XOR-ed (hash) or summed (dense), modulo
+    2**32. |cell + bit| <= 2**31 and factor < 2**32, so each term is exact in int64; reducing the terms modulo 2**32
+    (or modulo a power-of-two T) keeps their combination (< d * 2**32) exact too, and one more reduction gives the
+    uint32 index, or directly ``index % T``.
+    """
+    factors = torch.tensor(level.factors, dtype=torch.int64, device=cells.device)[:, None]
+    term = cells * factors
+    terms = torch.stack([term, term + factors]) & level.mask  # [bit, d, n]
+    rows = terms[:, 0]
+    for dim in range(1, cells.shape[0]):  # corner c = sum_dim bit_dim << dim: the new dim is the major axis
+        rows = (terms[:, dim, None] ^ rows if level.hashed else terms[:, dim, None] + rows).flatten(0, 1)
+    if not level.hashed:
+        rows &= level.mask  # (an XOR of reduced terms is already reduced)
+    return rows if level.mask == level.table_size - 1 else rows % level.table_size
+
+
+def _corner_weights(frac: Float[Tensor, "d n"]) -> Float[Tensor, "n_corners n"]:
+    """tcnn's corner weights ``1 * w_dim0 * w_dim1 * ...`` (same product order), ``w = bit ? frac : 1 - frac``."""
+    factors = torch.stack([1 - frac, frac])  # [bit, d, n]
+    weights = factors[:, 0]
+    for dim in range(1, frac.shape[0]):
+        weights = (factors[:, dim, None] * weights).flatten(0, 1)
+    return weights
+
+
+class _BlendCorners(torch.autograd.Function):
+    """``out[:, l] = sum_c weights[l][:, c] * table[rows[l][:, c]]`` for every level ``l``, level-major.
+
+    The forward is one fused ``embedding_bag`` per level (no ``[n, 2**d, F]`` gather). The backward accumulates every
+    level into one table gradient (autograd of per-level gathers would build a dense one per level), and is written
+    with differentiable ops, so double backward works.
+    """
+
+    @staticmethod
+    def forward(ctx, table: Tensor, n_levels: int, *rows_and_weights: Tensor) -> Tensor:  # type: ignore[override]
+        ctx.n_levels = n_levels
+        ctx.save_for_backward(table, *rows_and_weights)
+        rows, weights = rows_and_weights[:n_levels], rows_and_weights[n_levels:]
+        encoded = table.new_empty(rows[0].shape[0], n_levels, table.shape[1])
+        for level in range(n_levels):
+            encoded[:, level] = F.embedding_bag(rows[level], table, per_sample_weights=weights[level], mode="sum")
+        return encoded.flatten(1)
+
+    @staticmethod
+    def backward(ctx, grad_encoded: Tensor):  # type: ignore[override]
+        table, *rows_and_weights = ctx.saved_tensors
+        n_levels, n_features = ctx.n_levels, table.shape[1]
+        rows, weights = rows_and_weights[:n_levels], rows_and_weights[n_levels:]
+        grad_encoded = grad_encoded.view(grad_encoded.shape[0], n_levels, n_features)
+        grad_table = torch.zeros_like(table) if ctx.needs_input_grad[0] else None
+        grad_weights: List[Tensor | None] = [None] * n_levels
+        for level in range(n_levels):
+            grad = grad_encoded[:, level]
+            if grad_table is not None:
+                corner_grads = weights[level][:, :, None] * grad[:, None, :]
+                grad_table.index_add_(0, rows[level].view(-1), corner_grads.view(-1, n_features))
+            if ctx.needs_input_grad[2 + n_levels + level]:
+                values = table.index_select(0, rows[level].view(-1)).view(*rows[level].shape, n_features)
+                grad_weights[level] = torch.bmm(values, grad[:, :, None]).squeeze(2)
+        return grad_table, None, *([None] * n_levels), *grad_weights
 
 
 def grid_level_indices(positions: Float[Tensor, "n d"], spec: GridSpec, level: int) -> Int[Tensor, "n n_corners"]:
@@ -112,8 +233,8 @@ def grid_level_indices(positions: Float[Tensor, "n d"], spec: GridSpec, level: i
 
     Corner ``c`` is ``cell + bit(c, dim)`` per dimension. Add ``spec.level_offsets()[level]`` for flat-table rows.
     """
-    cells, _ = _level_cells(_as_position_dtype(positions), spec.level_scales()[level])
-    return _corner_rows(cells, spec, level)
+    cells, _ = _level_cells(_as_position_dtype(positions).t(), spec.level_scales()[level])
+    return _corner_rows(cells, _levels(spec)[level]).t().contiguous()
 
 
 def _as_position_dtype(positions: Tensor) -> Tensor:
@@ -158,27 +279,20 @@ def grid_encode_reference(
     check_grid_inputs(positions, table, spec)
     positions = _as_position_dtype(positions)
     compute_dtype = torch.float64 if torch.float64 in (positions.dtype, table.dtype) else torch.float32
-    bits = corner_bits(spec.n_dims, positions.device)
-    offsets = spec.level_offsets()
-    n_points, n_corners, n_features = positions.shape[0], 1 << spec.n_dims, spec.n_features_per_level
+    n_points, n_corners = positions.shape[0], 1 << spec.n_dims
+    coords = positions.detach().t().contiguous()  # [d, n]
+    coords64 = coords.to(torch.float64)  # exact; shared by every level's fmaf
+    carries_grad = torch.is_grad_enabled() and positions.requires_grad
+    if carries_grad:  # an exact zero carrying d/dx: frac + zero * scale has frac's value and derivative scale
+        zero_with_grad = (positions - positions.detach()).t().contiguous()
 
-    encoded_levels: List[Tensor] = []
-    for level, scale in enumerate(spec.level_scales()):
-        cells, frac_value = _level_cells(positions, scale)
-        # frac's value is tcnn's exactly; its derivative is scale (x - x.detach() is an exact zero carrying d/dx).
-        frac = (frac_value + (positions - positions.detach()) * scale).to(compute_dtype)
-        one_minus_frac = 1 - frac
-
-        weights = None  # tcnn's per-corner product order: weight = 1 * w_dim0 * w_dim1 * ...
-        for dim in range(spec.n_dims):
-            factor = torch.stack([one_minus_frac[:, dim], frac[:, dim]], dim=1)[:, bits[:, dim]]
-            weights = factor if weights is None else weights * factor
-
-        rows = _corner_rows(cells, spec, level) + offsets[level]
-        values = table.index_select(0, rows.reshape(-1)).view(n_points, n_corners, n_features).to(compute_dtype)
-        encoded = torch.zeros(n_points, n_features, dtype=compute_dtype, device=positions.device)
-        for corner in range(n_corners):  # same summation order as tcnn
-            encoded = encoded + weights[:, corner, None] * values[:, corner]
-        encoded_levels.append(encoded)
-
-    return torch.cat(encoded_levels, dim=1).to(table.dtype)
+    rows, weights = [], []
+    for level in _levels(spec):
+        cells, frac = _level_cells(coords, level.scale, coords64)
+        flat_rows = torch.empty(n_points, n_corners, dtype=torch.int64, device=positions.device)
+        rows.append(torch.add(_corner_rows(cells, level).t(), level.offset, out=flat_rows))
+        if carries_grad:
+            frac = frac + zero_with_grad * level.scale
+        weights.append(_corner_weights(frac.to(compute_dtype)).t().contiguous())
+    encoded = _BlendCorners.apply(table.to(compute_dtype), spec.n_levels, *rows, *weights)
+    return encoded.to(table.dtype)

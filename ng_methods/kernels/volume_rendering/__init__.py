@@ -1,30 +1,126 @@
 """Volume-rendering compositing over packed samples, with backend dispatch.
 
-``backend="auto"`` uses nerfacc's CUDA kernels for CUDA tensors and the PyTorch reference otherwise; both compute
-the same function (see ``reference.py``).
+All backends compute the same function (see ``reference.py``, nerfacc semantics; packed samples sorted by ray, then
+``t``):
+
+* ``torch``: the pure-PyTorch reference (any device and dtype, differentiable in everything);
+* ``triton``: fused kernels from ``ng_methods.kernels.volume_rendering.triton`` (fp32/fp16/bf16, differentiable in
+  ``sigmas`` / colours / weights, not in ``t_starts`` / ``t_ends``; CUDA, or CPU under ``TRITON_INTERPRET=1``);
+* ``nerfacc``: nerfacc's CUDA kernels;
+* ``auto``: ``triton`` for CUDA inputs it supports when Triton imports, else ``nerfacc`` on CUDA, else ``torch``.
+  (:func:`render_visibility_from_density` keeps ``nerfacc`` for CUDA under ``auto``; ``triton`` on request.)
+
+Triton is imported (and kernels compiled) only when the ``triton`` backend is first used.
 """
 
 from __future__ import annotations
 
-from typing import Literal, Tuple
+import functools
+from typing import Literal, Optional, Tuple
 
+import torch
 from jaxtyping import Float, Int
 from torch import Tensor
 
 from ng_methods.kernels.volume_rendering import reference
 from ng_methods.kernels.volume_rendering.reference import exclusive_sum_per_ray
 
-Backend = Literal["auto", "torch", "nerfacc"]
+Backend = Literal["auto", "torch", "triton", "nerfacc"]
 
-__all__ = ["render_weight_from_density", "render_visibility_from_density", "accumulate_along_rays", "exclusive_sum_per_ray"]
+__all__ = [
+    "Backend",
+    "composite",
+    "render_weight_from_density",
+    "render_visibility_from_density",
+    "accumulate_along_rays",
+    "exclusive_sum_per_ray",
+    "triton_available",
+]
+
+_TRITON_DTYPES = (torch.float32, torch.float16, torch.bfloat16)
 
 
-def _use_nerfacc(backend: Backend, tensor: Tensor) -> bool:
-    if backend == "torch":
-        return False
-    if backend == "nerfacc":
-        return True
-    return tensor.is_cuda
+@functools.lru_cache(maxsize=None)
+def _load_triton():
+    """``(module, None)`` or ``(None, why it is unavailable)``; imported once, on first use."""
+    try:
+        from ng_methods.kernels.volume_rendering import triton as module
+    except Exception as error:  # no `triton`, or a Triton without a usable driver
+        return None, f"{type(error).__name__}: {error}"
+    return module, None
+
+
+def triton_available() -> bool:
+    """Whether the Triton compositing kernels (and Triton itself) import."""
+    return _load_triton()[0] is not None
+
+
+def _triton():
+    module, why = _load_triton()
+    if module is None:
+        raise RuntimeError(f"backend='triton' needs a working Triton install ({why})")
+    return module
+
+
+def _resolve(backend: str, first: Tensor, others: Tuple[Optional[Tensor], ...] = (), t_grad: bool = False) -> str:
+    """The concrete backend: ``auto`` -> triton (CUDA, supported dtypes, no t grads) / nerfacc (CUDA) / torch."""
+    if backend in ("torch", "triton", "nerfacc"):
+        return backend
+    if backend != "auto":
+        raise ValueError(f"unknown volume-rendering backend {backend!r}; expected auto, torch, triton or nerfacc")
+    if not first.is_cuda:
+        return "torch"
+    dtypes_ok = all(x is None or x.dtype in _TRITON_DTYPES for x in (first, *others))
+    if dtypes_ok and not t_grad and triton_available():
+        return "triton"
+    return "nerfacc"
+
+
+def composite(
+    t_starts: Float[Tensor, "n_samples"],
+    t_ends: Float[Tensor, "n_samples"],
+    sigmas: Float[Tensor, "n_samples"],
+    rgbs: Float[Tensor, "n_samples c"],
+    ray_indices: Int[Tensor, "n_samples"],
+    n_rays: int,
+    early_stop_eps: float = 0.0,
+    backend: Backend = "auto",
+) -> Tuple[
+    Float[Tensor, "n_rays c"], Float[Tensor, "n_rays 1"], Float[Tensor, "n_rays 1"], Float[Tensor, "n_samples"]
+]:
+    """Composite packed samples along their rays in one pass.
+
+    ``w_i = T_i * alpha_i`` (:func:`reference.render_weight_from_density`), set to 0 where ``T_i < early_stop_eps``
+    (the samples nerfacc's ``render_visibility_from_density`` would drop; ``0`` keeps every sample).
+
+    Returns:
+        ``(rgb, depth, accumulation, weights)``: ``rgb = sum_i w_i c_i`` (premultiplied, no background),
+        ``depth = sum_i w_i (t_start_i + t_end_i) / 2`` (*not* divided by the accumulation), ``accumulation =
+        sum_i w_i``, and the per-sample ``weights``.
+    """
+    t_grad = t_starts.requires_grad or t_ends.requires_grad
+    concrete = _resolve(backend, sigmas, (t_starts, t_ends, rgbs), t_grad=t_grad)
+    if concrete == "triton":
+        return _triton().composite(t_starts, t_ends, sigmas, rgbs, ray_indices, n_rays, early_stop_eps)
+    if concrete == "nerfacc":
+        import nerfacc
+
+        weights, trans, _ = nerfacc.render_weight_from_density(
+            t_starts, t_ends, sigmas, ray_indices=ray_indices, n_rays=n_rays
+        )
+        accumulate = functools.partial(nerfacc.accumulate_along_rays, ray_indices=ray_indices, n_rays=n_rays)
+    else:
+        weights, trans, _ = reference.render_weight_from_density(t_starts, t_ends, sigmas, ray_indices, n_rays)
+
+        def accumulate(w, values):
+            return reference.accumulate_along_rays(w, values, ray_indices, n_rays)
+
+    if early_stop_eps > 0:
+        weights = torch.where(trans.detach() >= early_stop_eps, weights, torch.zeros_like(weights))
+    rgb = accumulate(weights, rgbs)
+    depth = accumulate(weights, ((t_starts + t_ends) / 2)[:, None])
+    accumulation = accumulate(weights, None)
+    return rgb, depth, accumulation, weights
 
 
 def render_weight_from_density(
@@ -36,7 +132,11 @@ def render_weight_from_density(
     backend: Backend = "auto",
 ) -> Tuple[Float[Tensor, "n_samples"], Float[Tensor, "n_samples"], Float[Tensor, "n_samples"]]:
     """Compositing weights, transmittance and opacity of packed samples. See :func:`reference.render_weight_from_density`."""
-    if _use_nerfacc(backend, sigmas):
+    t_grad = t_starts.requires_grad or t_ends.requires_grad
+    concrete = _resolve(backend, sigmas, (t_starts, t_ends), t_grad=t_grad)
+    if concrete == "triton":
+        return _triton().render_weight_from_density(t_starts, t_ends, sigmas, ray_indices, n_rays)
+    if concrete == "nerfacc":
         import nerfacc
 
         return nerfacc.render_weight_from_density(t_starts, t_ends, sigmas, ray_indices=ray_indices, n_rays=n_rays)
@@ -54,13 +154,19 @@ def render_visibility_from_density(
     backend: Backend = "auto",
 ):
     """Mask of samples that are still visible and opaque enough. See :func:`reference.render_visibility_from_density`."""
-    if _use_nerfacc(backend, sigmas):
+    if backend == "triton":
+        return _triton().render_visibility_from_density(
+            t_starts, t_ends, sigmas, ray_indices, n_rays, early_stop_eps=early_stop_eps, alpha_thre=alpha_thre
+        )
+    if backend == "nerfacc" or (backend == "auto" and sigmas.is_cuda):
         import nerfacc
 
         return nerfacc.render_visibility_from_density(
             t_starts, t_ends, sigmas, ray_indices=ray_indices, n_rays=n_rays,
             early_stop_eps=early_stop_eps, alpha_thre=alpha_thre,
         )
+    if backend not in ("auto", "torch"):
+        raise ValueError(f"unknown volume-rendering backend {backend!r}; expected auto, torch, triton or nerfacc")
     return reference.render_visibility_from_density(
         t_starts, t_ends, sigmas, ray_indices, n_rays, early_stop_eps=early_stop_eps, alpha_thre=alpha_thre
     )
@@ -73,8 +179,15 @@ def accumulate_along_rays(
     n_rays: int,
     backend: Backend = "auto",
 ) -> Float[Tensor, "n_rays c"]:
-    """Per-ray weighted sums of ``values`` (or of the weights when ``values`` is None)."""
-    if _use_nerfacc(backend, weights):
+    """Per-ray weighted sums of ``values`` (or of the weights when ``values`` is None).
+
+    The ``triton`` backend is a segmented reduction and needs ``ray_indices`` sorted (packed samples); the others
+    accept any order.
+    """
+    concrete = _resolve(backend, weights, (values,))
+    if concrete == "triton":
+        return _triton().accumulate_along_rays(weights, values, ray_indices, n_rays)
+    if concrete == "nerfacc":
         import nerfacc
 
         return nerfacc.accumulate_along_rays(weights, values, ray_indices=ray_indices, n_rays=n_rays)

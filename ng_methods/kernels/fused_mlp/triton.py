@@ -1,0 +1,370 @@
+"""Triton kernels: grid encoding + bias-free ReLU MLP fused, forward in 1 launch, backward in 1 launch.
+
+Forward (``_fwd_kernel``, grid ``cdiv(n, BLOCK)``): a program takes ``BLOCK`` points and evaluates *all* levels at
+once on ``[BLOCK, L_PAD]`` tiles (one column per level, the level loop vectorised inside the program), with tcnn's
+exact indexing: ``pos = fma(scale, x, 0.5)`` in fp32, saturating float->int32 cell, uint32 wrap-around, dense index
+for the first dims while the stride fits, XOR-prime hash for hashed levels, ``% table_size``. The ``2**d`` corners
+are unrolled; each gathers a ``[BLOCK, L_PAD, F_PAD]`` tile, which is reshaped to the level-major ``[BLOCK, K_PAD]``
+encoding (``K_PAD = L_PAD * F_PAD >= 16`` for ``tl.dot``) and fed through the MLP with ``tl.dot`` (fp32 weights:
+``input_precision="ieee"``; fp16 weights: fp16 operands, fp32 accumulation). Only the ``[n, out]`` output is written.
+
+Backward (``_bwd_kernel``, a persistent grid of ``min(n_blocks, 4 * SMs)`` programs looping over blocks): each block
+*recomputes* the encoding and the MLP activations (no activations are saved: the backward needs every corner's row
+and weight anyway to scatter into the table, so recomputing costs only the forward's gathers plus a few tiny dots,
+and saves ``(L*F + hidden * layers) * 4`` bytes per point of HBM writes + reads and memory), backpropagates through
+the MLP, accumulates every weight gradient in registers across its blocks, scatters the encoding gradient into the
+table with relaxed atomics, optionally writes position gradients, and finally adds its weight-gradient partials to
+fp32 buffers with one atomic per element. Besides the kernel, the backward only zero-fills its fp32 output buffers
+(and casts them when the table / weights are not fp32).
+
+Limits: ``n_dims`` in 1..3, 1 to 3 hidden layers of equal width, weights all fp32 or all fp16, fp32/fp16 table.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+from typing import List, Optional, Sequence, Tuple
+
+import torch
+import triton
+import triton.language as tl
+from torch import Tensor
+
+from ng_methods.kernels.grid_encoding.reference import level_indexing
+from ng_methods.kernels.grid_encoding.spec import HASH_PRIMES, GridSpec
+
+FORWARD_BLOCK, BACKWARD_BLOCK = 64, 64
+FORWARD_WARPS, BACKWARD_WARPS = 8, 8
+# tl.dot precision for fp32 weights on a GPU (the interpreter always multiplies in full fp32). "tf32" uses tensor
+# cores (10-bit mantissa operands, fp32 accumulation, ~1e-3 relative error, like torch's allow_tf32); "ieee" (exact
+# fp32 FMAs) and "tf32x3" made ptxas spill kilobytes per thread in the backward kernel (sm_90, Triton 3.9).
+FP32_DOT_PRECISION = "tf32"
+CORNER_UNROLL = tl.constexpr(1)  # corners one after the other: unrolling all 2**d hoists every gather and spills
+_META_ROWS = 7  # scale bits, table size, offset, hashed, factor per dim (3)
+
+
+@triton.jit
+def _cell(x, scale):
+    """tcnn's ``pos_fract``: uint32 cell (CUDA's saturating float->int, NaN -> 0) and fraction, ``[BLOCK, L_PAD]``."""
+    pos = tl.fma(x[:, None], scale, 0.5)
+    floor = tl.floor(pos)
+    clamped = tl.minimum(tl.maximum(floor, -2147483648.0), 2147483520.0)  # largest float32 below 2**31
+    cell = tl.where(floor != floor, 0.0, clamped).to(tl.int32)
+    cell = tl.where(floor >= 2147483648.0, 2147483647, cell)
+    return cell.to(tl.uint32, bitcast=True), pos - floor
+
+
+@triton.jit
+def _setup(pos_ptr, stride_pn, stride_pd, pts, pmask, meta_ptr, D: tl.constexpr, L: tl.constexpr,
+           L_PAD: tl.constexpr):
+    """Per-level constants as ``[1, L_PAD]`` rows and per-dim cells / fractions; missing dims are exact zeros."""
+    lv = tl.arange(0, L_PAD)
+    scale = tl.load(meta_ptr + lv).to(tl.float32, bitcast=True)[None, :]
+    size = tl.load(meta_ptr + L_PAD + lv).to(tl.uint32, bitcast=True)[None, :]
+    offset = tl.load(meta_ptr + 2 * L_PAD + lv)[None, :]
+    hashed = (tl.load(meta_ptr + 3 * L_PAD + lv) != 0)[None, :]
+    fac0 = tl.load(meta_ptr + 4 * L_PAD + lv).to(tl.uint32, bitcast=True)[None, :]
+    fac1 = tl.load(meta_ptr + 5 * L_PAD + lv).to(tl.uint32, bitcast=True)[None, :]
+    fac2 = tl.load(meta_ptr + 6 * L_PAD + lv).to(tl.uint32, bitcast=True)[None, :]
+    cell0, fr0 = _cell(tl.load(pos_ptr + pts * stride_pn, mask=pmask, other=0.0), scale)
+    cell1, fr1, cell2, fr2 = tl.zeros_like(cell0), tl.zeros_like(fr0), tl.zeros_like(cell0), tl.zeros_like(fr0)
+    if D > 1:
+        cell1, fr1 = _cell(tl.load(pos_ptr + pts * stride_pn + stride_pd, mask=pmask, other=0.0), scale)
+    if D > 2:
+        cell2, fr2 = _cell(tl.load(pos_ptr + pts * stride_pn + 2 * stride_pd, mask=pmask, other=0.0), scale)
+    lmask = (lv < L)[None, :] & pmask[:, None]
+    return scale, size, offset, hashed, fac0, fac1, fac2, cell0, cell1, cell2, fr0, fr1, fr2, lmask
+
+
+@triton.jit
+def _corner(C, size, offset, hashed, fac0, fac1, fac2, cell0, cell1, cell2, fr0, fr1, fr2):
+    """Flat-table row and weight of corner ``C`` (bit ``d`` = upper neighbour along dim ``d``), plus the factors."""
+    b0 = C & 1
+    b1 = (C >> 1) & 1
+    b2 = (C >> 2) & 1
+    g0 = tl.where(b0 != 0, fr0, 1.0 - fr0)
+    g1 = tl.where(b1 != 0, fr1, 1.0 - fr1)
+    g2 = tl.where(b2 != 0, fr2, 1.0 - fr2)
+    t0 = (cell0 + b0.to(tl.uint32)) * fac0
+    t1 = (cell1 + b1.to(tl.uint32)) * fac1
+    t2 = (cell2 + b2.to(tl.uint32)) * fac2
+    index = tl.where(hashed, t0 ^ t1 ^ t2, t0 + t1 + t2) % size  # factors are primes (hash) or strides (dense)
+    return offset + index.to(tl.int32, bitcast=True), g0 * g1 * g2, g0, g1, g2  # tcnn's 1 * g0 * g1 * g2
+
+
+@triton.jit
+def _mm(a, b, HALF: tl.constexpr, PRECISION: tl.constexpr):
+    if HALF:
+        out = tl.dot(a.to(tl.float16), b.to(tl.float16))
+    else:
+        out = tl.dot(a, b.to(tl.float32), input_precision=PRECISION)
+    return out
+
+
+@triton.jit
+def _wt_offsets(IN: tl.constexpr, OUT: tl.constexpr, IN_PAD: tl.constexpr, OUT_PAD: tl.constexpr, F: tl.constexpr,
+                F_PAD: tl.constexpr):
+    """Offsets and mask of ``W^T`` as an ``[IN_PAD, OUT_PAD]`` tile of ``W [OUT, IN]``: tile row ``i`` is input
+    ``(i // F_PAD) * F + i % F_PAD`` (the encoding's ``[L_PAD, F_PAD]`` padding; ``F == F_PAD`` for hidden layers)."""
+    i = tl.arange(0, IN_PAD)
+    o = tl.arange(0, OUT_PAD)
+    col = (i // F_PAD) * F + i % F_PAD
+    return o[None, :] * IN + col[:, None], ((i % F_PAD < F) & (col < IN))[:, None] & (o < OUT)[None, :]
+
+
+@triton.jit
+def _load_wt(w_ptr, IN: tl.constexpr, OUT: tl.constexpr, IN_PAD: tl.constexpr, OUT_PAD: tl.constexpr,
+             F: tl.constexpr, F_PAD: tl.constexpr):
+    """``W^T`` tile ``[IN_PAD, OUT_PAD]`` (zero padded)."""
+    offsets, mask = _wt_offsets(IN, OUT, IN_PAD, OUT_PAD, F, F_PAD)
+    return tl.load(w_ptr + offsets, mask=mask, other=0.0)
+
+
+@triton.jit
+def _load_w(w_ptr, IN: tl.constexpr, OUT: tl.constexpr, IN_PAD: tl.constexpr, OUT_PAD: tl.constexpr,
+            F: tl.constexpr, F_PAD: tl.constexpr):
+    """``W`` tile ``[OUT_PAD, IN_PAD]`` (zero padded), loaded directly in that shape (no transpose)."""
+    offsets, mask = _wt_offsets(IN, OUT, IN_PAD, OUT_PAD, F, F_PAD)
+    return tl.load(w_ptr + tl.trans(offsets), mask=tl.trans(mask), other=0.0)
+
+
+@triton.jit
+def _encode(table_ptr, size, offset, hashed, fac0, fac1, fac2, cell0, cell1, cell2, fr0, fr1, fr2, lmask,
+            D: tl.constexpr, F: tl.constexpr, F_PAD: tl.constexpr, L_PAD: tl.constexpr, BLOCK: tl.constexpr):
+    f = tl.arange(0, F_PAD)[None, None, :]
+    mask = lmask[:, :, None] & (f < F)
+    enc = tl.zeros((BLOCK, L_PAD, F_PAD), tl.float32)
+    for C in tl.range(0, 1 << D, loop_unroll_factor=CORNER_UNROLL):
+        row, w, g0, g1, g2 = _corner(C, size, offset, hashed, fac0, fac1, fac2, cell0, cell1, cell2, fr0, fr1, fr2)
+        values = tl.load(table_ptr + row[:, :, None] * F + f, mask=mask, other=0.0)
+        enc += w[:, :, None] * values.to(tl.float32)
+    enc = enc.to(table_ptr.dtype.element_ty).to(tl.float32)  # the encoding is rounded to the table dtype
+    return tl.reshape(enc, (BLOCK, L_PAD * F_PAD))
+
+
+@triton.jit
+def _fwd_kernel(pos_ptr, stride_pn, stride_pd, table_ptr, meta_ptr, w_in, w_h1, w_h2, w_out, out_ptr, n,
+                D: tl.constexpr, L: tl.constexpr, F: tl.constexpr, L_PAD: tl.constexpr, F_PAD: tl.constexpr,
+                H: tl.constexpr, O: tl.constexpr, H_PAD: tl.constexpr, O_PAD: tl.constexpr, N_MID: tl.constexpr,
+                HALF: tl.constexpr, PRECISION: tl.constexpr, BLOCK: tl.constexpr):
+    pts = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
+    pmask = pts < n
+    scale, size, offset, hashed, fac0, fac1, fac2, cell0, cell1, cell2, fr0, fr1, fr2, lmask = _setup(
+        pos_ptr, stride_pn, stride_pd, pts, pmask, meta_ptr, D, L, L_PAD)
+    x = _encode(table_ptr, size, offset, hashed, fac0, fac1, fac2, cell0, cell1, cell2, fr0, fr1, fr2, lmask,
+                D, F, F_PAD, L_PAD, BLOCK)
+    wt = _load_wt(w_in, L * F, H, L_PAD * F_PAD, H_PAD, F, F_PAD)
+    x = tl.maximum(_mm(x, wt, HALF, PRECISION), 0.0)
+    if N_MID > 0:
+        wt = _load_wt(w_h1, H, H, H_PAD, H_PAD, 1, 1)
+        x = tl.maximum(_mm(x, wt, HALF, PRECISION), 0.0)
+    if N_MID > 1:
+        wt = _load_wt(w_h2, H, H, H_PAD, H_PAD, 1, 1)
+        x = tl.maximum(_mm(x, wt, HALF, PRECISION), 0.0)
+    wt = _load_wt(w_out, H, O, H_PAD, O_PAD, 1, 1)
+    y = _mm(x, wt, HALF, PRECISION)
+    o = tl.arange(0, O_PAD)[None, :]
+    tl.store(out_ptr + pts[:, None] * O + o, y, mask=pmask[:, None] & (o < O))
+
+
+@triton.jit
+def _bwd_kernel(pos_ptr, stride_pn, stride_pd, table_ptr, meta_ptr, w_in, w_h1, w_h2, w_out,
+                dy_ptr, stride_gn, stride_go, g_table, g_in, g_h1, g_h2, g_out, g_pos, n, n_blocks,
+                D: tl.constexpr, L: tl.constexpr, F: tl.constexpr, L_PAD: tl.constexpr, F_PAD: tl.constexpr,
+                H: tl.constexpr, O: tl.constexpr, H_PAD: tl.constexpr, O_PAD: tl.constexpr, N_MID: tl.constexpr,
+                HALF: tl.constexpr, PRECISION: tl.constexpr, POS_GRAD: tl.constexpr,
+                BLOCK: tl.constexpr):
+    K: tl.constexpr = L * F
+    K_PAD: tl.constexpr = L_PAD * F_PAD
+    acc_in = tl.zeros((K_PAD, H_PAD), tl.float32)
+    acc_out = tl.zeros((H_PAD, O_PAD), tl.float32)
+    if N_MID > 0:
+        acc_h1 = tl.zeros((H_PAD, H_PAD), tl.float32)
+    if N_MID > 1:
+        acc_h2 = tl.zeros((H_PAD, H_PAD), tl.float32)
+    o = tl.arange(0, O_PAD)[None, :]
+    f = tl.arange(0, F_PAD)[None, None, :]
+    # Weights are re-read (L1/L2 hits) per block rather than hoisted: long-lived weight tiles made ptxas spill.
+    for block in tl.range(tl.program_id(0), n_blocks, tl.num_programs(0), disable_licm=True):
+        pts = block * BLOCK + tl.arange(0, BLOCK)
+        pmask = pts < n
+        scale, size, offset, hashed, fac0, fac1, fac2, cell0, cell1, cell2, fr0, fr1, fr2, lmask = _setup(
+            pos_ptr, stride_pn, stride_pd, pts, pmask, meta_ptr, D, L, L_PAD)
+        # Recompute the forward pass.
+        x0 = _encode(table_ptr, size, offset, hashed, fac0, fac1, fac2, cell0, cell1, cell2, fr0, fr1, fr2, lmask,
+                     D, F, F_PAD, L_PAD, BLOCK)
+        x1 = tl.maximum(_mm(x0, _load_wt(w_in, K, H, K_PAD, H_PAD, F, F_PAD), HALF, PRECISION), 0.0)
+        x_last = x1
+        if N_MID > 0:
+            x2 = tl.maximum(_mm(x1, _load_wt(w_h1, H, H, H_PAD, H_PAD, 1, 1), HALF, PRECISION), 0.0)
+            x_last = x2
+        if N_MID > 1:
+            x3 = tl.maximum(_mm(x2, _load_wt(w_h2, H, H, H_PAD, H_PAD, 1, 1), HALF, PRECISION), 0.0)
+            x_last = x3
+        # Backpropagate through the MLP; dW^T = x^T @ dz is accumulated as [in, out] like the W^T tiles.
+        dz = tl.load(dy_ptr + pts[:, None] * stride_gn + o * stride_go, mask=pmask[:, None] & (o < O), other=0.0)
+        dz = dz.to(tl.float32)
+        acc_out += _mm(tl.trans(x_last), dz, HALF, PRECISION)
+        dx = _mm(dz, _load_w(w_out, H, O, H_PAD, O_PAD, 1, 1), HALF, PRECISION)
+        if N_MID > 1:
+            dz = tl.where(x3 > 0, dx, 0.0)
+            acc_h2 += _mm(tl.trans(x2), dz, HALF, PRECISION)
+            dx = _mm(dz, _load_w(w_h2, H, H, H_PAD, H_PAD, 1, 1), HALF, PRECISION)
+        if N_MID > 0:
+            dz = tl.where(x2 > 0, dx, 0.0)
+            acc_h1 += _mm(tl.trans(x1), dz, HALF, PRECISION)
+            dx = _mm(dz, _load_w(w_h1, H, H, H_PAD, H_PAD, 1, 1), HALF, PRECISION)
+        dz = tl.where(x1 > 0, dx, 0.0)
+        acc_in += _mm(tl.trans(x0), dz, HALF, PRECISION)
+        d_enc = _mm(dz, _load_w(w_in, K, H, K_PAD, H_PAD, F, F_PAD), HALF, PRECISION)
+        d_enc = tl.reshape(d_enc, (BLOCK, L_PAD, F_PAD))
+        # Scatter into the table (and gather it again for d/dpositions).
+        mask = lmask[:, :, None] & (f < F)
+        d_fr0 = tl.zeros((BLOCK, L_PAD), tl.float32)
+        d_fr1 = tl.zeros((BLOCK, L_PAD), tl.float32)
+        d_fr2 = tl.zeros((BLOCK, L_PAD), tl.float32)
+        for C in tl.range(0, 1 << D, loop_unroll_factor=CORNER_UNROLL):
+            row, w, g0, g1, g2 = _corner(C, size, offset, hashed, fac0, fac1, fac2, cell0, cell1, cell2,
+                                         fr0, fr1, fr2)
+            ptrs = row[:, :, None] * F + f
+            tl.atomic_add(g_table + ptrs, w[:, :, None] * d_enc, mask=mask, sem="relaxed")
+            if POS_GRAD:
+                values = tl.load(table_ptr + ptrs, mask=mask, other=0.0).to(tl.float32)
+                d_w = tl.sum(values * d_enc, axis=2)  # dL/d(corner weight), [BLOCK, L_PAD]
+                d_fr0 += tl.where((C & 1) != 0, d_w, -d_w) * (g1 * g2)  # d weight / d frac_d = +-(the others)
+                d_fr1 += tl.where((C & 2) != 0, d_w, -d_w) * (g0 * g2)
+                d_fr2 += tl.where((C & 4) != 0, d_w, -d_w) * (g0 * g1)
+        if POS_GRAD:  # d frac / dx = scale
+            tl.store(g_pos + pts * D, tl.sum(d_fr0 * scale, axis=1), mask=pmask)
+            if D > 1:
+                tl.store(g_pos + pts * D + 1, tl.sum(d_fr1 * scale, axis=1), mask=pmask)
+            if D > 2:
+                tl.store(g_pos + pts * D + 2, tl.sum(d_fr2 * scale, axis=1), mask=pmask)
+    off, m = _wt_offsets(K, H, K_PAD, H_PAD, F, F_PAD)
+    tl.atomic_add(g_in + off, acc_in, mask=m, sem="relaxed")
+    off, m = _wt_offsets(H, O, H_PAD, O_PAD, 1, 1)
+    tl.atomic_add(g_out + off, acc_out, mask=m, sem="relaxed")
+    off, m = _wt_offsets(H, H, H_PAD, H_PAD, 1, 1)
+    if N_MID > 0:
+        tl.atomic_add(g_h1 + off, acc_h1, mask=m, sem="relaxed")
+    if N_MID > 1:
+        tl.atomic_add(g_h2 + off, acc_h2, mask=m, sem="relaxed")
+
+
+# ------------------------------------------------------------------------------------------------------------ host
+
+
+def _next_pow2(value: int) -> int:
+    return 1 << max(0, (value - 1).bit_length())
+
+
+def _interpreting() -> bool:
+    return os.environ.get("TRITON_INTERPRET", "0") == "1"
+
+
+def check_triton_inputs(positions: Tensor, table: Tensor, spec: GridSpec, weights: Sequence[Tensor]) -> None:
+    """Raise ``ValueError`` for inputs the kernels do not handle (shapes are checked by the caller)."""
+    if positions.device.type != "cuda" and not _interpreting():
+        raise ValueError(f"the triton backend needs CUDA tensors (or TRITON_INTERPRET=1), got {positions.device}")
+    if not 1 <= spec.n_dims <= 3:
+        raise ValueError(f"the triton backend handles n_dims 1..3, got {spec.n_dims}")
+    if not 2 <= len(weights) <= 4:
+        raise ValueError(f"the triton backend handles 1 to 3 hidden layers, got {len(weights) - 1}")
+    if len({w.shape[0] for w in weights[:-1]}) != 1:
+        raise ValueError(f"hidden layers must share one width, got {[w.shape[0] for w in weights[:-1]]}")
+    if len({w.dtype for w in weights}) != 1 or weights[0].dtype not in (torch.float32, torch.float16):
+        raise ValueError(f"weights must be all float32 or all float16, got {[w.dtype for w in weights]}")
+    if table.dtype not in (torch.float32, torch.float16):
+        raise ValueError(f"the triton backend needs a float32 or float16 table, got {table.dtype}")
+    if spec.n_params * spec.n_features_per_level >= 2**31:
+        raise ValueError("table too large for int32 offsets")
+    if max(weights[0].shape[0], weights[-1].shape[0]) > 256:
+        raise ValueError("hidden and output widths above 256 do not fit the kernel's register tiles")
+
+
+@functools.lru_cache(maxsize=32)
+def _level_meta(spec: GridSpec, device: torch.device) -> Tensor:
+    """``[7, L_PAD]`` int32: fp32 scale bits, table size, flat offset, hashed flag, index factor per dim (uint32 bits).
+
+    Cached per spec and device so that a call uploads nothing. Padding levels have size 1 and zero factors.
+    """
+    l_pad = _level_pad(spec)
+    meta = torch.zeros(_META_ROWS, l_pad, dtype=torch.int64)
+    meta[1] = 1
+    scales = torch.tensor(spec.level_scales(), dtype=torch.float32).view(torch.int32).to(torch.int64)
+    offsets = spec.level_offsets()
+    for level in range(spec.n_levels):
+        resolution, size, n_dense_dims, hashed = level_indexing(spec, level)
+        if hashed:
+            factors = list(HASH_PRIMES[: spec.n_dims])
+        else:  # tcnn's dense loop: stride resolution**dim (uint32) for the dims it visits, nothing after
+            factors = [pow(resolution, dim, 2**32) if dim < n_dense_dims else 0 for dim in range(spec.n_dims)]
+        meta[:4, level] = torch.tensor([int(scales[level]), size, offsets[level], int(hashed)])
+        meta[4 : 4 + spec.n_dims, level] = torch.tensor(factors)
+    meta = torch.where(meta >= 2**31, meta - 2**32, meta)  # uint32 bit patterns as int32
+    return meta.to(torch.int32).to(device)
+
+
+def _level_pad(spec: GridSpec) -> int:
+    """Level columns per tile: a power of two with ``L_PAD * F_PAD >= 16`` (``tl.dot``'s minimum K)."""
+    return max(_next_pow2(spec.n_levels), 16 // min(16, _next_pow2(spec.n_features_per_level)))
+
+
+def _constexprs(spec: GridSpec, weights: Sequence[Tensor]) -> dict:
+    hidden, out = weights[0].shape[0], weights[-1].shape[0]
+    return dict(D=spec.n_dims, L=spec.n_levels, F=spec.n_features_per_level, L_PAD=_level_pad(spec),
+                F_PAD=_next_pow2(spec.n_features_per_level), H=hidden, O=out, H_PAD=max(16, _next_pow2(hidden)),
+                O_PAD=max(16, _next_pow2(out)), N_MID=len(weights) - 2, HALF=weights[0].dtype == torch.float16,
+                PRECISION=FP32_DOT_PRECISION)
+
+
+def _weight_args(weights: Sequence[Tensor]) -> List[Tensor]:
+    """``(w_in, w_h1, w_h2, w_out)``; absent hidden layers get a placeholder the kernel never reads."""
+    weights = [w.contiguous() for w in weights]
+    middle = weights[1:-1] + [weights[0]] * (4 - len(weights))
+    return [weights[0], *middle, weights[-1]]
+
+
+@functools.lru_cache(maxsize=8)
+def _backward_programs(device: torch.device) -> int:
+    if device.type != "cuda":
+        return 2  # the interpreter: still exercises the grid-stride loop and the cross-program atomics
+    return 2 * torch.cuda.get_device_properties(device).multi_processor_count
+
+
+def encode_and_mlp_forward(positions: Tensor, table: Tensor, spec: GridSpec, weights: Sequence[Tensor]) -> Tensor:
+    """``[n, out]`` float32 output of the fused forward kernel (one launch; none for ``n == 0``)."""
+    check_triton_inputs(positions, table, spec, weights)
+    positions = positions if positions.dtype == torch.float32 else positions.float()
+    n = positions.shape[0]
+    out = torch.empty(n, weights[-1].shape[0], device=positions.device, dtype=torch.float32)
+    if n == 0:
+        return out
+    grid = (triton.cdiv(n, FORWARD_BLOCK),)
+    _fwd_kernel[grid](positions, positions.stride(0), positions.stride(1), table.contiguous(),
+                      _level_meta(spec, positions.device), *_weight_args(weights), out, n,
+                      BLOCK=FORWARD_BLOCK, num_warps=FORWARD_WARPS, **_constexprs(spec, weights))
+    return out
+
+
+def encode_and_mlp_backward(
+    positions: Tensor, table: Tensor, spec: GridSpec, weights: Sequence[Tensor], grad_out: Tensor, positions_grad: bool
+) -> Tuple[Optional[Tensor], Tensor, List[Tensor]]:
+    """``(d positions or None, d table, [d weight])`` for the cotangent ``grad_out [n, out]`` (one kernel launch)."""
+    check_triton_inputs(positions, table, spec, weights)
+    positions = positions if positions.dtype == torch.float32 else positions.float()
+    n, device = positions.shape[0], positions.device
+    g_table = torch.zeros(table.shape, device=device, dtype=torch.float32)
+    g_weights = [torch.zeros(w.shape, device=device, dtype=torch.float32) for w in weights]
+    g_pos = torch.zeros(positions.shape, device=device, dtype=torch.float32) if positions_grad else None
+    if n > 0:
+        n_blocks = triton.cdiv(n, BACKWARD_BLOCK)
+        grid = (min(n_blocks, _backward_programs(device)),)
+        _bwd_kernel[grid](positions, positions.stride(0), positions.stride(1), table.contiguous(),
+                          _level_meta(spec, device), *_weight_args(weights), grad_out, grad_out.stride(0),
+                          grad_out.stride(1), g_table, *_weight_args(g_weights),
+                          g_pos if positions_grad else g_table, n, n_blocks, POS_GRAD=positions_grad,
+                          BLOCK=BACKWARD_BLOCK, num_warps=BACKWARD_WARPS, **_constexprs(spec, weights))
+    g_weights = [g.to(w.dtype) for g, w in zip(g_weights, weights)]
+    return g_pos, g_table.to(table.dtype), g_weights
