@@ -35,7 +35,7 @@ from ng_methods.kernels.grid_encoding import (  # noqa: E402
     resolve_backend,
 )
 from ng_methods.kernels.ray_marching import march_occupancy_grid, ray_aabb_intersect  # noqa: E402
-from ng_methods.kernels.volume_rendering import accumulate_along_rays, render_weight_from_density  # noqa: E402
+from ng_methods.kernels import volume_rendering  # noqa: E402
 from ng_methods.networks import TinyMLP  # noqa: E402
 
 ENCODINGS = ("hashgrid", "multires-dense", "lowres-dense")
@@ -144,10 +144,17 @@ class App:
         raise NotImplementedError
 
 
+def render_backends(choice: str, device: str) -> Dict[str, str]:
+    """Ray-marching and compositing backends ("other" work): the fast GPU kernels available unless ``torch``."""
+    if choice == "torch" or device != "cuda":
+        return {"marching": "torch", "compositing": "torch"}
+    nerfacc = importlib.util.find_spec("nerfacc") is not None
+    compositing = "triton" if volume_rendering.triton_available() else "nerfacc" if nerfacc else "torch"
+    return {"marching": "nerfacc" if nerfacc else "torch", "compositing": compositing}
+
+
 def _composite(t0, t1, sigmas, colors, ray_indices, n_rays, backend, background):
-    weights = render_weight_from_density(t0, t1, sigmas, ray_indices, n_rays, backend=backend)[0]
-    rgb = accumulate_along_rays(weights, colors, ray_indices, n_rays, backend=backend)
-    opacity = accumulate_along_rays(weights, None, ray_indices, n_rays, backend=backend)
+    rgb, _, opacity, _ = volume_rendering.composite(t0, t1, sigmas, colors, ray_indices, n_rays, backend=backend)
     return rgb + (1.0 - opacity) * background, opacity
 
 
@@ -183,11 +190,10 @@ class NerfApp(App):
         self.aabb = torch.tensor([-1.5, -1.5, -1.5, 1.5, 1.5, 1.5], device=dev)
         self.binaries = self._visual_hull(alphas, poses, 32 if ctx.tiny else 128)
         self.step_size = float((self.aabb[3:] - self.aabb[:3]).norm()) / 1000
-        self.backend = "nerfacc" if (ctx.render_backend != "torch" and dev == "cuda"
-                                     and importlib.util.find_spec("nerfacc")) else "torch"
+        self.backends = render_backends(ctx.render_backend, dev)
         self.density = GridField(self.spec, self.mode, dev, out_dim=16, hidden_layers=1)
         self.color_mlp = TinyMLP(15 + 16, 3, hidden_dim=64, hidden_layers=2)
-        self.info.update(images=len(frames), rays_available=self.rays_o.shape[0], marching_backend=self.backend,
+        self.info.update(images=len(frames), rays_available=self.rays_o.shape[0], render_backends=self.backends,
                          occupancy_fraction=float(self.binaries.float().mean()), step_size=self.step_size)
 
     def _visual_hull(self, alphas, poses, resolution: int) -> Tensor:
@@ -216,7 +222,7 @@ class NerfApp(App):
         with prof.region("marching"):
             near, far = torch.zeros(n_rays, device=self.device), torch.full((n_rays,), 1e10, device=self.device)
             ray_indices, t0, t1 = march_occupancy_grid(rays_o, rays_d, self.binaries, self.aabb[None], near, far,
-                                                       self.step_size, backend=self.backend)
+                                                       self.step_size, backend=self.backends["marching"])
             positions = (rays_o[ray_indices] + rays_d[ray_indices] * ((t0 + t1) / 2)[:, None] - self.aabb[:3]) / 3.0
             positions = positions.clamp(0.0, 1.0)
         self.info["samples_last_iteration"] = int(ray_indices.shape[0])
@@ -225,7 +231,7 @@ class NerfApp(App):
         sh = prof.run("encoding", sh_encoding, rays_d[ray_indices])
         rgb = torch.sigmoid(prof.run("mlp", self.color_mlp, torch.cat([h[:, 1:], sh], dim=-1)))
         with prof.region("compositing"):
-            pred, _ = _composite(t0, t1, sigmas, rgb, ray_indices, n_rays, self.backend, 1.0)
+            pred, _ = _composite(t0, t1, sigmas, rgb, ray_indices, n_rays, self.backends["compositing"], 1.0)
         return torch.nn.functional.smooth_l1_loss(pred, target)
 
 
@@ -343,7 +349,8 @@ class VolumeApp(App):
         self.albedo = self.rand(k, 3)
         self.field = GridField(self.spec, self.mode, self.device, out_dim=16, hidden_layers=1)
         self.box = torch.tensor([0.0, 0.0, 0.0, 1.0, 1.0, 1.0], device=self.device)
-        self.info.update(blobs=k, samples_per_ray=self.ctx.volume_samples)
+        self.compositing = render_backends(self.ctx.render_backend, self.device)["compositing"]
+        self.info.update(blobs=k, samples_per_ray=self.ctx.volume_samples, compositing_backend=self.compositing)
 
     def volume(self, x: Tensor):
         """Procedural density (Gaussian blobs modulated by a sine texture) and albedo at ``x`` in [0, 1]^3."""
@@ -369,11 +376,12 @@ class VolumeApp(App):
             positions = (origins[ray_indices] + rays_d[ray_indices] * mids).clamp(0, 1)
             with torch.no_grad():
                 sigma_gt, albedo_gt = self.volume(positions)
-                target, target_opacity = _composite(t0, t1, sigma_gt, albedo_gt, ray_indices, n_rays, "torch", 0.0)
+                target, target_opacity = _composite(t0, t1, sigma_gt, albedo_gt, ray_indices, n_rays,
+                                                    self.compositing, 0.0)
         h = self.field(prof, positions)
         sigmas, rgb = torch.exp(h[:, 0].clamp(max=15.0)), torch.sigmoid(h[:, 1:4])
         with prof.region("compositing"):
-            pred, opacity = _composite(t0, t1, sigmas, rgb, ray_indices, n_rays, "torch", 0.0)
+            pred, opacity = _composite(t0, t1, sigmas, rgb, ray_indices, n_rays, self.compositing, 0.0)
         return ((pred - target) ** 2).mean() + ((opacity - target_opacity) ** 2).mean()
 
 

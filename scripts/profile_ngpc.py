@@ -253,7 +253,8 @@ def parse_args(argv: Optional[List[str]]) -> argparse.Namespace:
     parser.add_argument("--blender-data", type=Path, default=ngpc_apps.REPO_ROOT / "tests" / "data" / "lego-100")
     parser.add_argument("--nerf-images", type=int, default=8, help="posed training images whose rays are sampled")
     parser.add_argument("--render-backend", default="auto", choices=["auto", "torch"],
-                        help="NeRF marching/compositing: auto = nerfacc on CUDA when installed, else the reference")
+                        help="marching / compositing (part of 'other', same in every --backend run): auto = the "
+                             "fastest available on CUDA (Triton compositing, nerfacc marching), torch = reference")
     parser.add_argument("--image", type=Path, default=None, help="image to fit (default: largest shared fox JPG)")
     parser.add_argument("--sdf-mesh", type=Path, default=None, help="OBJ mesh for the SDF (default: analytic shape)")
     parser.add_argument("--tiny", action="store_true", help="tiny grids (CPU smoke runs)")

@@ -16,6 +16,7 @@ from nerfstudio.utils.math import components_from_spherical_harmonics
 from torch import Tensor
 
 from ng_methods.encodings.grid import GridEncoding
+from ng_methods.kernels import fused_mlp
 from ng_methods.kernels.grid_encoding.spec import (
     GridSpec,
     hashgrid_spec,
@@ -49,6 +50,8 @@ class NGPCFieldConfig:
     """Density MLP outputs: one density logit and the geometry features fed (with it) to the colour MLP."""
     sh_degree: int = 4
     """Spherical-harmonics degree of the direction encoding (degree**2 coefficients)."""
+    fused_density_network: bool = True
+    """On a GPU with Triton, run grid encoding + density MLP as one fused kernel (same function, fewer launches)."""
 
     def grid_spec(self, scene_bound: float) -> GridSpec:
         if self.encoding == "hashgrid":
@@ -100,9 +103,21 @@ class NGPCField(Field):
         self, positions: Float[Tensor, "*batch 3"]
     ) -> Tuple[Float[Tensor, "*batch 1"], Float[Tensor, "*batch f"]]:
         unit, inside = self.normalize_positions(positions)
-        features = self.density_mlp(self.encoding(unit.clamp(0.0, 1.0)))
+        features = self._density_network(unit.clamp(0.0, 1.0).reshape(-1, 3)).reshape(*unit.shape[:-1], -1)
         density = trunc_exp(features[..., :1]) * inside[..., None].to(features.dtype)
         return density, features
+
+    def _density_network(self, unit: Float[Tensor, "n 3"]) -> Float[Tensor, "n f"]:
+        """``density_mlp(encoding(unit))``, fused into one kernel where that is possible."""
+        use_fused = (
+            self.config.fused_density_network
+            and self.encoding.backend in ("auto", "triton")
+            and fused_mlp.resolve_backend("auto", unit.device) == "triton"
+        )
+        if use_fused:
+            weights = [layer.weight for layer in self.density_mlp.layers]
+            return fused_mlp.encode_and_mlp(unit, self.encoding.table, self.encoding.spec, weights, backend="triton")
+        return self.density_mlp(self.encoding(unit))
 
     def density_fn(
         self, positions: Float[Tensor, "*batch 3"], times: Optional[Tensor] = None

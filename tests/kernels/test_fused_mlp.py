@@ -40,11 +40,14 @@ SPECS = {"hash": HASH, "multires_dense": MULTIRES_DENSE, "lowres_dense": LOWRES_
 
 
 def _positions(n: int, spec: GridSpec, seed: int = 0) -> torch.Tensor:
-    """Points in [-0.25, 1.25]^d (outside the unit cube too), the last few far outside it."""
+    """Points in [-0.25, 1.25]^d (outside the unit cube too), the last few far outside it: uint32 wrap-around,
+    cells beyond int32 (CUDA's saturating conversion), and -1/6, -0.1, where ``fma(scale, x, 0.5)`` at the scales 3
+    and 5 of ``HASH`` is a tiny negative number but ``scale * x + 0.5`` rounds to 0 (a different cell)."""
     generator = torch.Generator().manual_seed(seed)
     positions = torch.rand(n, spec.n_dims, generator=generator) * 1.5 - 0.25
-    extreme = torch.tensor([[40.3, -17.1, 3.7], [-2.6, 1e3, 0.5], [7.5, 0.25, -300.2]])[:, : spec.n_dims]
-    positions[-min(n, 3):] = extreme[: min(n, 3)]
+    extreme = torch.tensor([[40.3, -17.1, 3.7], [-2.6, 1e3, 0.5], [-1 / 6, -0.1, 3e9], [3e9, -3e9, -0.1]])
+    count = min(n, len(extreme))
+    positions[n - count :] = extreme[:count, : spec.n_dims]
     return positions.to(DEVICE)
 
 
@@ -62,7 +65,9 @@ def _inputs(spec: GridSpec, widths, dtype=torch.float32, seed: int = 0):
 def _assert_close(actual: torch.Tensor, expected: torch.Tensor, dtype: torch.dtype, what: str) -> None:
     rtol, atol = TOL[dtype]
     scale = expected.abs().max().item() if expected.numel() else 1.0
-    torch.testing.assert_close(actual.float(), expected.float(), rtol=rtol, atol=atol * scale, msg=lambda m: f"{what}: {m}")
+    torch.testing.assert_close(
+        actual.float(), expected.float(), rtol=rtol, atol=atol * scale, msg=lambda message: f"{what}: {message}"
+    )
 
 
 def _check(positions, table, spec, weights, dtype=torch.float32, seed: int = 1, cotangent_t: bool = False) -> None:

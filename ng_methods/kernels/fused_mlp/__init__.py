@@ -14,7 +14,7 @@ Triton is imported on first use of the ``triton`` backend; nothing is compiled a
 from __future__ import annotations
 
 import functools
-from typing import Callable, List, Literal, Optional, Sequence, Tuple
+from typing import Literal, Optional, Sequence, Tuple
 
 import torch
 from jaxtyping import Float
@@ -70,11 +70,11 @@ class _EncodeAndMLP(torch.autograd.Function):
         kernels, _ = _load_triton()
         positions, table, *weights = ctx.saved_tensors
         g_pos, g_table, g_weights = kernels.encode_and_mlp_backward(
-            positions, table, ctx.spec, weights, grad_out, positions_grad=ctx.needs_input_grad[0]
+            positions, table, ctx.spec, weights, grad_out, ctx.needs_input_grad[0], ctx.needs_input_grad[1]
         )
         if g_pos is not None:
             g_pos = g_pos.to(positions.dtype)
-        return (g_pos, g_table if ctx.needs_input_grad[1] else None, None, *g_weights)
+        return (g_pos, g_table, None, *g_weights)
 
 
 def encode_and_mlp(
@@ -96,7 +96,11 @@ def encode_and_mlp(
 
     Returns:
         ``[n, out]`` float32 (float64 on the torch backend when the table or a weight is float64). Differentiable
-        w.r.t. ``positions``, ``table`` and every weight.
+        w.r.t. ``positions``, ``table`` and every weight (``triton``: first order only).
+
+    On ``triton``, positions are read as float32 (like tcnn), the encoding is rounded to the table dtype, and fp32
+    weights multiply with ``triton.FP32_DOT_PRECISION`` (TF32 tensor cores on a GPU: ~1e-3 relative error; full fp32
+    under ``TRITON_INTERPRET=1``). Weight and table gradients are summed with atomics (not bitwise deterministic).
 
     Example:
         >>> from ng_methods.networks.tiny_mlp import TinyMLP

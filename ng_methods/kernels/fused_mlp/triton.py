@@ -1,28 +1,33 @@
 """Triton kernels: grid encoding + bias-free ReLU MLP fused, forward in 1 launch, backward in 1 launch.
 
 Forward (``_fwd_kernel``, grid ``cdiv(n, BLOCK)``): a program takes ``BLOCK`` points and evaluates *all* levels at
-once on ``[BLOCK, L_PAD]`` tiles (one column per level, the level loop vectorised inside the program), with tcnn's
+once on ``[BLOCK, L_PAD]`` tiles (one column per level: the level loop is vectorised inside the program), with tcnn's
 exact indexing: ``pos = fma(scale, x, 0.5)`` in fp32, saturating float->int32 cell, uint32 wrap-around, dense index
-for the first dims while the stride fits, XOR-prime hash for hashed levels, ``% table_size``. The ``2**d`` corners
-are unrolled; each gathers a ``[BLOCK, L_PAD, F_PAD]`` tile, which is reshaped to the level-major ``[BLOCK, K_PAD]``
-encoding (``K_PAD = L_PAD * F_PAD >= 16`` for ``tl.dot``) and fed through the MLP with ``tl.dot`` (fp32 weights:
-``input_precision="ieee"``; fp16 weights: fp16 operands, fp32 accumulation). Only the ``[n, out]`` output is written.
+over the first dims while the stride fits, XOR-prime hash for hashed levels, ``% table_size``. A (not unrolled) loop
+over the ``2**d`` corners gathers ``[BLOCK, L_PAD, F_PAD]`` tiles into the encoding, which is reshaped to the
+level-major ``[BLOCK, K_PAD]`` (``K_PAD = L_PAD * F_PAD >= 16`` for ``tl.dot``; padded columns meet zero weight rows)
+and fed through the MLP with ``tl.dot`` (fp32 weights: ``FP32_DOT_PRECISION``; fp16 weights: fp16 operands, fp32
+accumulation). Only the ``[n, out]`` output is written.
 
-Backward (``_bwd_kernel``, a persistent grid of ``min(n_blocks, 4 * SMs)`` programs looping over blocks): each block
-*recomputes* the encoding and the MLP activations (no activations are saved: the backward needs every corner's row
-and weight anyway to scatter into the table, so recomputing costs only the forward's gathers plus a few tiny dots,
-and saves ``(L*F + hidden * layers) * 4`` bytes per point of HBM writes + reads and memory), backpropagates through
-the MLP, accumulates every weight gradient in registers across its blocks, scatters the encoding gradient into the
-table with relaxed atomics, optionally writes position gradients, and finally adds its weight-gradient partials to
-fp32 buffers with one atomic per element. Besides the kernel, the backward only zero-fills its fp32 output buffers
-(and casts them when the table / weights are not fp32).
+Backward (``_bwd_kernel``, a persistent grid of ``min(n_blocks, 2 * SMs)`` programs looping over blocks): each block
+*recomputes* the encoding and the MLP activations. Nothing but the inputs is saved: the backward needs every corner's
+row and weight anyway to scatter into the table, so recomputing costs only the forward's gathers plus a few tiny dots,
+while saving activations would cost ``(L*F + hidden * layers) * 4`` bytes per point written, kept and read back. It
+backpropagates through the MLP, accumulates every weight gradient in registers across its blocks, scatters the
+encoding gradient into the table with relaxed atomics, optionally writes position gradients (re-gathering the corner
+values), and finally adds its weight-gradient partials to fp32 buffers with one atomic per element. Besides the kernel
+the backward launches one zero-fill of a flat fp32 buffer holding the table and weight gradients (plus casts when the
+table / weights are not fp32).
 
-Limits: ``n_dims`` in 1..3, 1 to 3 hidden layers of equal width, weights all fp32 or all fp16, fp32/fp16 table.
+Limits: ``n_dims`` 1..3, 1 to 3 hidden layers of one width <= 256, weights all fp32 or all fp16, fp32/fp16 table.
+Register use (ptxas, sm_90, checked offline): no spills for 1 hidden layer at L=16/F=2, L=8/F=2, L=1/F=4 in fp32 and
+fp16; small spills (80-550 bytes) with position gradients and 2+ hidden layers.
 """
 
 from __future__ import annotations
 
 import functools
+import math
 import os
 from typing import List, Optional, Sequence, Tuple
 
@@ -173,7 +178,7 @@ def _bwd_kernel(pos_ptr, stride_pn, stride_pd, table_ptr, meta_ptr, w_in, w_h1, 
                 dy_ptr, stride_gn, stride_go, g_table, g_in, g_h1, g_h2, g_out, g_pos, n, n_blocks,
                 D: tl.constexpr, L: tl.constexpr, F: tl.constexpr, L_PAD: tl.constexpr, F_PAD: tl.constexpr,
                 H: tl.constexpr, O: tl.constexpr, H_PAD: tl.constexpr, O_PAD: tl.constexpr, N_MID: tl.constexpr,
-                HALF: tl.constexpr, PRECISION: tl.constexpr, POS_GRAD: tl.constexpr,
+                HALF: tl.constexpr, PRECISION: tl.constexpr, TABLE_GRAD: tl.constexpr, POS_GRAD: tl.constexpr,
                 BLOCK: tl.constexpr):
     K: tl.constexpr = L * F
     K_PAD: tl.constexpr = L_PAD * F_PAD
@@ -228,7 +233,8 @@ def _bwd_kernel(pos_ptr, stride_pn, stride_pd, table_ptr, meta_ptr, w_in, w_h1, 
             row, w, g0, g1, g2 = _corner(C, size, offset, hashed, fac0, fac1, fac2, cell0, cell1, cell2,
                                          fr0, fr1, fr2)
             ptrs = row[:, :, None] * F + f
-            tl.atomic_add(g_table + ptrs, w[:, :, None] * d_enc, mask=mask, sem="relaxed")
+            if TABLE_GRAD:
+                tl.atomic_add(g_table + ptrs, w[:, :, None] * d_enc, mask=mask, sem="relaxed")
             if POS_GRAD:
                 values = tl.load(table_ptr + ptrs, mask=mask, other=0.0).to(tl.float32)
                 d_w = tl.sum(values * d_enc, axis=2)  # dL/d(corner weight), [BLOCK, L_PAD]
@@ -349,22 +355,34 @@ def encode_and_mlp_forward(positions: Tensor, table: Tensor, spec: GridSpec, wei
 
 
 def encode_and_mlp_backward(
-    positions: Tensor, table: Tensor, spec: GridSpec, weights: Sequence[Tensor], grad_out: Tensor, positions_grad: bool
-) -> Tuple[Optional[Tensor], Tensor, List[Tensor]]:
-    """``(d positions or None, d table, [d weight])`` for the cotangent ``grad_out [n, out]`` (one kernel launch)."""
+    positions: Tensor,
+    table: Tensor,
+    spec: GridSpec,
+    weights: Sequence[Tensor],
+    grad_out: Tensor,
+    positions_grad: bool,
+    table_grad: bool = True,
+) -> Tuple[Optional[Tensor], Optional[Tensor], List[Tensor]]:
+    """``(d positions, d table, [d weight])`` for the cotangent ``grad_out [n, out]`` (one kernel launch).
+
+    ``d positions`` / ``d table`` are None unless ``positions_grad`` / ``table_grad``; weight gradients always come.
+    """
     check_triton_inputs(positions, table, spec, weights)
     positions = positions if positions.dtype == torch.float32 else positions.float()
     n, device = positions.shape[0], positions.device
-    g_table = torch.zeros(table.shape, device=device, dtype=torch.float32)
-    g_weights = [torch.zeros(w.shape, device=device, dtype=torch.float32) for w in weights]
-    g_pos = torch.zeros(positions.shape, device=device, dtype=torch.float32) if positions_grad else None
+    # One zero-fill for all accumulated gradients (the kernel writes every position gradient itself).
+    shapes = [tuple(table.shape) if table_grad else (1,)] + [tuple(w.shape) for w in weights]
+    flat = torch.zeros(sum(math.prod(shape) for shape in shapes), device=device, dtype=torch.float32)
+    g_table, *g_weights = [part.view(shape) for part, shape in zip(flat.split([math.prod(s) for s in shapes]), shapes)]
+    g_pos = torch.empty(positions.shape, device=device, dtype=torch.float32) if positions_grad else None
     if n > 0:
         n_blocks = triton.cdiv(n, BACKWARD_BLOCK)
         grid = (min(n_blocks, _backward_programs(device)),)
         _bwd_kernel[grid](positions, positions.stride(0), positions.stride(1), table.contiguous(),
                           _level_meta(spec, device), *_weight_args(weights), grad_out, grad_out.stride(0),
                           grad_out.stride(1), g_table, *_weight_args(g_weights),
-                          g_pos if positions_grad else g_table, n, n_blocks, POS_GRAD=positions_grad,
+                          g_pos if positions_grad else g_table, n, n_blocks, TABLE_GRAD=table_grad,
+                          POS_GRAD=positions_grad,
                           BLOCK=BACKWARD_BLOCK, num_warps=BACKWARD_WARPS, **_constexprs(spec, weights))
     g_weights = [g.to(w.dtype) for g, w in zip(g_weights, weights)]
-    return g_pos, g_table.to(table.dtype), g_weights
+    return g_pos, g_table.to(table.dtype) if table_grad else None, g_weights

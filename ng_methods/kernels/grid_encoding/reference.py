@@ -192,11 +192,12 @@ def _corner_weights(frac: Float[Tensor, "d n"]) -> Float[Tensor, "n_corners n"]:
 
 
 class _BlendCorners(torch.autograd.Function):
-    """``out[:, l] = sum_c weights[l][:, c] * table[rows[l][:, c]]`` for every level ``l``, level-major.
+    """``out[:, l, f] = sum_c weights[l][c] * table[rows[l][c], f]`` for every level ``l``, flattened level-major.
 
-    The forward is one fused ``embedding_bag`` per level (no ``[n, 2**d, F]`` gather). The backward accumulates every
-    level into one table gradient (autograd of per-level gathers would build a dense one per level), and is written
-    with differentiable ops, so double backward works.
+    Rows and weights are corner-major ``[2**d, n]``, and every gather / scatter works on one feature column at a
+    time: 1-D ``index_select`` / ``index_add_`` are several times faster on CPU than their row-wise versions. The
+    backward accumulates every level into one table gradient (autograd of per-level gathers would build a dense one
+    per level) and is written with differentiable ops, so double backward works.
     """
 
     @staticmethod
@@ -204,9 +205,10 @@ class _BlendCorners(torch.autograd.Function):
         ctx.n_levels = n_levels
         ctx.save_for_backward(table, *rows_and_weights)
         rows, weights = rows_and_weights[:n_levels], rows_and_weights[n_levels:]
-        encoded = table.new_empty(rows[0].shape[0], n_levels, table.shape[1])
-        for level in range(n_levels):
-            encoded[:, level] = F.embedding_bag(rows[level], table, per_sample_weights=weights[level], mode="sum")
+        encoded = table.new_empty(rows[0].shape[1], n_levels, table.shape[1])
+        for level in range(n_levels):  # embedding_bag wants point-major bags; its fused kernel is worth the copies
+            bags, bag_weights = rows[level].t().contiguous(), weights[level].t().contiguous()
+            encoded[:, level] = F.embedding_bag(bags, table, per_sample_weights=bag_weights, mode="sum")
         return encoded.flatten(1)
 
     @staticmethod
@@ -218,13 +220,14 @@ class _BlendCorners(torch.autograd.Function):
         grad_table = torch.zeros_like(table) if ctx.needs_input_grad[0] else None
         grad_weights: List[Tensor | None] = [None] * n_levels
         for level in range(n_levels):
-            grad = grad_encoded[:, level]
-            if grad_table is not None:
-                corner_grads = weights[level][:, :, None] * grad[:, None, :]
-                grad_table.index_add_(0, rows[level].view(-1), corner_grads.view(-1, n_features))
-            if ctx.needs_input_grad[2 + n_levels + level]:
-                values = table.index_select(0, rows[level].view(-1)).view(*rows[level].shape, n_features)
-                grad_weights[level] = torch.bmm(values, grad[:, :, None]).squeeze(2)
+            level_rows = rows[level].view(-1)
+            for feature in range(n_features):
+                grad = grad_encoded[:, level, feature]
+                if grad_table is not None:
+                    grad_table[:, feature].index_add_(0, level_rows, (weights[level] * grad).view(-1))
+                if ctx.needs_input_grad[2 + n_levels + level]:
+                    values = table[:, feature].index_select(0, level_rows).view(rows[level].shape)
+                    grad_weights[level] = values * grad if feature == 0 else torch.addcmul(grad_weights[level], values, grad)
         return grad_table, None, *([None] * n_levels), *grad_weights
 
 
@@ -279,7 +282,6 @@ def grid_encode_reference(
     check_grid_inputs(positions, table, spec)
     positions = _as_position_dtype(positions)
     compute_dtype = torch.float64 if torch.float64 in (positions.dtype, table.dtype) else torch.float32
-    n_points, n_corners = positions.shape[0], 1 << spec.n_dims
     coords = positions.detach().t().contiguous()  # [d, n]
     coords64 = coords.to(torch.float64)  # exact; shared by every level's fmaf
     carries_grad = torch.is_grad_enabled() and positions.requires_grad
@@ -287,12 +289,12 @@ def grid_encode_reference(
         zero_with_grad = (positions - positions.detach()).t().contiguous()
 
     rows, weights = [], []
+    row_dtype = torch.int32 if spec.n_params <= _INT32_MAX else torch.int64
     for level in _levels(spec):
         cells, frac = _level_cells(coords, level.scale, coords64)
-        flat_rows = torch.empty(n_points, n_corners, dtype=torch.int64, device=positions.device)
-        rows.append(torch.add(_corner_rows(cells, level).t(), level.offset, out=flat_rows))
+        rows.append(_corner_rows(cells, level).to(row_dtype).add_(level.offset))
         if carries_grad:
             frac = frac + zero_with_grad * level.scale
-        weights.append(_corner_weights(frac.to(compute_dtype)).t().contiguous())
+        weights.append(_corner_weights(frac.to(compute_dtype)))
     encoded = _BlendCorners.apply(table.to(compute_dtype), spec.n_levels, *rows, *weights)
     return encoded.to(table.dtype)

@@ -113,23 +113,17 @@ def march_occupancy_grid(
         n_steps = torch.where(t_max > t_min, n_steps, torch.zeros_like(n_steps))
         outputs = []
         ray_order = torch.arange(rays_o.shape[0], device=rays_o.device)
-        start = 0
-        while start < rays_o.shape[0]:
-            # Chunk rays so that rays x candidates stays bounded in memory.
-            widest = 0
-            end = start
-            while end < rays_o.shape[0]:
-                widest_next = max(widest, int(n_steps[end]))
-                if end > start and (end - start + 1) * widest_next > _MAX_CANDIDATES_PER_CHUNK:
-                    break
-                widest = widest_next
-                end += 1
+        # Chunk rays so that rays x candidates stays bounded in memory (one host sync for the whole batch).
+        widest_overall = int(n_steps.max()) if n_steps.numel() else 0
+        rays_per_chunk = max(1, _MAX_CANDIDATES_PER_CHUNK // max(widest_overall, 1))
+        for start in range(0, rays_o.shape[0] if widest_overall > 0 else 0, rays_per_chunk):
+            rays = ray_order[start : start + rays_per_chunk]
+            widest = int(n_steps[rays].max())
             if widest > 0:
                 outputs.append(
-                    _march_chunk(rays_o, rays_d, binaries, aabbs, t_min, t_max, n_steps, ray_order[start:end],
-                                 widest, step_size, cone_angle)
+                    _march_chunk(rays_o, rays_d, binaries, aabbs, t_min, t_max, n_steps, rays, widest, step_size,
+                                 cone_angle)
                 )
-            start = end
         if not outputs:
             empty = rays_o.new_zeros(0)
             return torch.zeros(0, dtype=torch.long, device=rays_o.device), empty, empty
