@@ -103,7 +103,8 @@ class NGPCField(Field):
         self, positions: Float[Tensor, "*batch 3"]
     ) -> Tuple[Float[Tensor, "*batch 1"], Float[Tensor, "*batch f"]]:
         unit, inside = self.normalize_positions(positions)
-        features = self._density_network(unit.clamp(0.0, 1.0).reshape(-1, 3)).reshape(*unit.shape[:-1], -1)
+        flat_unit = unit.clamp(0.0, 1.0).reshape(-1, 3)
+        features = self._density_network(flat_unit).reshape(*unit.shape[:-1], self.density_mlp.out_dim)
         density = trunc_exp(features[..., :1]) * inside[..., None].to(features.dtype)
         return density, features
 

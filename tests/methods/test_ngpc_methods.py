@@ -10,11 +10,12 @@ import torch
 from method_configs.ngpc import ngpc_trainer_config
 from tests.training import reduce_for_cpu, run_cli, train
 
-STEPS = 40
+# A single coarse dense level learns more slowly than the multi-level grids (few cells per sample).
+STEPS = {"hashgrid": 40, "densegrid": 40, "lowres-densegrid": 100}
 
 
 def _small_ngpc(encoding: str, data, output_dir):
-    config = reduce_for_cpu(ngpc_trainer_config(encoding, unbounded=False), data, output_dir, STEPS)
+    config = reduce_for_cpu(ngpc_trainer_config(encoding, unbounded=False), data, output_dir, STEPS[encoding])
     config.pipeline.target_num_samples = 1 << 14
     config.pipeline.datamanager.camera_res_scale_factor = 0.5  # 50x50 images
     model = config.pipeline.model
@@ -38,7 +39,7 @@ def test_trains_evaluates_and_renders(encoding, tiny_lego, tmp_path, ffmpeg_on_p
         losses.append(loss_dict["rgb_loss"])
 
     trainer = train(config, on_loss=record)
-    assert len(losses) == STEPS
+    assert len(losses) == STEPS[encoding]
     first, last = sum(losses[:5]) / 5, sum(losses[-5:]) / 5
     assert last < 0.7 * first, f"loss did not fall: {first:.4f} -> {last:.4f}"
 

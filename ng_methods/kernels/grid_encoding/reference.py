@@ -44,6 +44,8 @@ from ng_methods.kernels.grid_encoding.spec import HASH_PRIMES, GridSpec
 
 UINT32_MASK = 0xFFFFFFFF
 _INT32_MIN, _INT32_MAX = -(2**31), 2**31 - 1
+# Levels whose table is larger than this (about a cache) are gathered row-wise (see _BlendCorners).
+_ROW_WISE_BYTES = 8 << 20
 # A float64 whose 29 bits below float32 precision read 100...0 sits exactly on a float32 rounding midpoint.
 _FLOAT32_DROPPED_BITS, _FLOAT32_MIDPOINT_BITS = (1 << 29) - 1, 1 << 28
 
@@ -169,17 +171,29 @@ def _corner_rows(cells: Int[Tensor, "d n"], level: _Level) -> Int[Tensor, "n_cor
     A corner's index combines one term per dim, ``(cell + bit) * factor``: XOR-ed (hash) or summed (dense), modulo
     2**32. |cell + bit| <= 2**31 and factor < 2**32, so each term is exact in int64; reducing the terms modulo 2**32
     (or modulo a power-of-two T) keeps their combination (< d * 2**32) exact too, and one more reduction gives the
-    uint32 index, or directly ``index % T``.
+    uint32 index, or directly ``index % T``. Combinations that provably stay below 2**31 run in (cheaper) int32.
     """
+    n_dims = cells.shape[0]
     factors = torch.tensor(level.factors, dtype=torch.int64, device=cells.device)[:, None]
     term = cells * factors
-    terms = torch.stack([term, term + factors]) & level.mask  # [bit, d, n]
+    terms = torch.stack([term, term + factors])  # [bit, d, n]
+    mask = level.mask
+    if not level.hashed and cells.numel():
+        low, high = (int(bound) for bound in torch.aminmax(cells))
+        if low >= 0 and (high + 1) * sum(level.factors) <= _INT32_MAX:  # no uint32 wraparound: nothing to reduce
+            mask = None
+    if mask is not None:
+        terms &= mask
+    if mask is None or (mask if level.hashed else n_dims * mask) <= _INT32_MAX:
+        terms = terms.to(torch.int32)
     rows = terms[:, 0]
-    for dim in range(1, cells.shape[0]):  # corner c = sum_dim bit_dim << dim: the new dim is the major axis
+    for dim in range(1, n_dims):  # corner c = sum_dim bit_dim << dim: the new dim is the major axis
         rows = (terms[:, dim, None] ^ rows if level.hashed else terms[:, dim, None] + rows).flatten(0, 1)
-    if not level.hashed:
-        rows &= level.mask  # (an XOR of reduced terms is already reduced)
-    return rows if level.mask == level.table_size - 1 else rows % level.table_size
+    if mask is not None and not level.hashed:
+        rows &= mask  # (an XOR of reduced terms is already reduced)
+    if level.table_size & (level.table_size - 1):
+        return rows % level.table_size
+    return rows if mask == level.table_size - 1 else rows & (level.table_size - 1)
 
 
 def _corner_weights(frac: Float[Tensor, "d n"]) -> Float[Tensor, "n_corners n"]:
@@ -194,40 +208,56 @@ def _corner_weights(frac: Float[Tensor, "d n"]) -> Float[Tensor, "n_corners n"]:
 class _BlendCorners(torch.autograd.Function):
     """``out[:, l, f] = sum_c weights[l][c] * table[rows[l][c], f]`` for every level ``l``, flattened level-major.
 
-    Rows and weights are corner-major ``[2**d, n]``, and every gather / scatter works on one feature column at a
-    time: 1-D ``index_select`` / ``index_add_`` are several times faster on CPU than their row-wise versions. The
-    backward accumulates every level into one table gradient (autograd of per-level gathers would build a dense one
-    per level) and is written with differentiable ops, so double backward works.
+    Rows and weights are corner-major ``[2**d, n]``. How a level reads its table depends on its size: while it stays
+    cache resident, 1-D ``index_select`` / ``index_add_`` on one feature column at a time are several times faster
+    on CPU than their row-wise versions; past that, each row costs a cache miss per column, and ``embedding_bag``
+    (fused, prefetching, row-wise, on point-major copies) wins. Every level's scatter goes into one table gradient
+    (autograd of per-level gathers would build a dense one per level). The backward is written with differentiable
+    ops, so double backward works.
     """
 
     @staticmethod
-    def forward(ctx, table: Tensor, n_levels: int, *rows_and_weights: Tensor) -> Tensor:  # type: ignore[override]
-        ctx.n_levels = n_levels
+    def forward(ctx, table: Tensor, row_wise: Tuple[bool, ...], *rows_and_weights: Tensor) -> Tensor:  # type: ignore[override]
+        ctx.row_wise = row_wise
         ctx.save_for_backward(table, *rows_and_weights)
+        n_levels, n_features = len(row_wise), table.shape[1]
         rows, weights = rows_and_weights[:n_levels], rows_and_weights[n_levels:]
-        encoded = table.new_empty(rows[0].shape[1], n_levels, table.shape[1])
-        for level in range(n_levels):  # embedding_bag wants point-major bags; its fused kernel is worth the copies
-            bags, bag_weights = rows[level].t().contiguous(), weights[level].t().contiguous()
-            encoded[:, level] = F.embedding_bag(bags, table, per_sample_weights=bag_weights, mode="sum")
+        encoded = table.new_empty(rows[0].shape[1], n_levels, n_features)
+        for level in range(n_levels):
+            if row_wise[level]:
+                bags, bag_weights = rows[level].t().contiguous(), weights[level].t().contiguous()
+                encoded[:, level] = F.embedding_bag(bags, table, per_sample_weights=bag_weights, mode="sum")
+                continue
+            for feature in range(n_features):
+                values = table[:, feature].index_select(0, rows[level].view(-1)).view(rows[level].shape)
+                torch.sum(values * weights[level], dim=0, out=encoded[:, level, feature])
         return encoded.flatten(1)
 
     @staticmethod
     def backward(ctx, grad_encoded: Tensor):  # type: ignore[override]
         table, *rows_and_weights = ctx.saved_tensors
-        n_levels, n_features = ctx.n_levels, table.shape[1]
+        n_levels, n_features = len(ctx.row_wise), table.shape[1]
         rows, weights = rows_and_weights[:n_levels], rows_and_weights[n_levels:]
-        grad_encoded = grad_encoded.view(grad_encoded.shape[0], n_levels, n_features)
+        grad_encoded = grad_encoded.t().contiguous().view(n_levels, n_features, -1)  # contiguous per level, feature
         grad_table = torch.zeros_like(table) if ctx.needs_input_grad[0] else None
         grad_weights: List[Tensor | None] = [None] * n_levels
         for level in range(n_levels):
             level_rows = rows[level].view(-1)
-            for feature in range(n_features):
-                grad = grad_encoded[:, level, feature]
-                if grad_table is not None:
-                    grad_table[:, feature].index_add_(0, level_rows, (weights[level] * grad).view(-1))
-                if ctx.needs_input_grad[2 + n_levels + level]:
-                    values = table[:, feature].index_select(0, level_rows).view(rows[level].shape)
-                    grad_weights[level] = values * grad if feature == 0 else torch.addcmul(grad_weights[level], values, grad)
+            if grad_table is not None:
+                for feature in range(n_features):
+                    corner_grads = weights[level] * grad_encoded[level, feature]
+                    grad_table[:, feature].index_add_(0, level_rows, corner_grads.view(-1))
+            if not ctx.needs_input_grad[2 + n_levels + level]:
+                continue
+            if ctx.row_wise[level]:  # embedding_bag with one-row bags is a fast row gather
+                ones = table.new_ones(level_rows.shape[0], 1)
+                values = F.embedding_bag(level_rows[:, None], table, per_sample_weights=ones, mode="sum")
+                values = values.view(*rows[level].shape, n_features).unbind(-1)
+            else:
+                values = [table[:, f].index_select(0, level_rows).view(rows[level].shape) for f in range(n_features)]
+            grad_weights[level] = values[0] * grad_encoded[level, 0]
+            for feature in range(1, n_features):
+                grad_weights[level] = torch.addcmul(grad_weights[level], values[feature], grad_encoded[level, feature])
         return grad_table, None, *([None] * n_levels), *grad_weights
 
 
@@ -296,5 +326,6 @@ def grid_encode_reference(
         if carries_grad:
             frac = frac + zero_with_grad * level.scale
         weights.append(_corner_weights(frac.to(compute_dtype)))
-    encoded = _BlendCorners.apply(table.to(compute_dtype), spec.n_levels, *rows, *weights)
+    row_wise = tuple(level.table_size * table.shape[1] * table.element_size() > _ROW_WISE_BYTES for level in _levels(spec))
+    encoded = _BlendCorners.apply(table.to(compute_dtype), row_wise, *rows, *weights)
     return encoded.to(table.dtype)
