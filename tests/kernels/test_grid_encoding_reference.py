@@ -24,7 +24,8 @@ from ng_methods.kernels.grid_encoding import (
     multires_densegrid_spec,
     resolve_backend,
 )
-from ng_methods.kernels.grid_encoding.reference import fma_to_float32, level_indexing
+from ng_methods.kernels.grid_encoding import reference as reference_module
+from ng_methods.kernels.grid_encoding.reference import _fma_half_to_float32, fma_to_float32, level_indexing
 
 TOL = {
     torch.float16: dict(rtol=1e-3, atol=1e-5),  # one fp16 rounding of the output (half an ulp = 4.9e-4)
@@ -169,6 +170,15 @@ def test_corner_rows_match_python_int_grid_index(spec):
         assert rows.tolist() == expected
 
 
+@pytest.mark.parametrize("spec", [BOUNDARY_2D, BOUNDARY_3D, DENSE_3D, DENSE_2048, STRIDE_WRAP], ids=spec_id)
+def test_corner_rows_of_in_range_points_match_python_int_grid_index(spec):
+    # Batches inside [0, 1]^d index dense levels without uint32 wraparound: the reference skips its emulation there.
+    points = torch.cat([random_points(150, spec.n_dims, low=0.0, high=1.0, seed=4), torch.eye(spec.n_dims)])
+    for level in range(spec.n_levels):
+        expected = [tcnn_level_rows(point, spec, level)[0] for point in points.tolist()]
+        assert grid_level_indices(points, spec, level).tolist() == expected
+
+
 def test_stride_overflow_follows_tcnn_not_the_spec_flag():
     # 65536**2 wraps tcnn's uint32 stride to 0, so `T < stride` fails and tcnn indexes the level densely (z is
     # dropped) although res**3 > T; the reference replays that, GridSpec.level_is_hashed reports the intent.
@@ -205,6 +215,22 @@ def test_fma_is_rounded_once():
     ours = fma_to_float32(torch.tensor(scales, dtype=torch.float64)[:, None], torch.tensor(xs)[:, None], 0.5)
     expected = [round_to_float32(Fraction(float(s)) * Fraction(float(x)) + Fraction(1, 2)) for s, x in zip(scales, xs)]
     assert ours[:, 0].tolist() == expected
+
+
+def test_fma_fast_path_matches_exact_emulation():
+    # The forward rounds scale*x + 0.5 to float64 and then float32, and emulates fmaf only on float32 midpoints.
+    generator = np.random.default_rng(1)
+    scales = [float(s) for s in generator.uniform(15, 2048, 20).astype(np.float32)] + [127.0, 15.0, 1.5, 0.0]
+    for scale in scales:
+        near_midpoints = (generator.integers(-64, 64, 200) + 0.5) * 2.0**-25 / max(scale, 1.0)
+        xs = torch.cat([
+            torch.from_numpy(generator.uniform(-2, 3, 500)).float(),
+            torch.arange(-1024, 2048) / 1024,  # exact ties when scale is an integer
+            torch.from_numpy(near_midpoints).float(),
+            torch.tensor([0.0, -0.0, 1e-45, -1e-45, 1e-30, 1e30, -1e30, 3e38, -3e38, float("nan")]),
+        ])
+        ours = _fma_half_to_float32(xs.double(), scale)
+        torch.testing.assert_close(ours, fma_to_float32(scale, xs, 0.5), rtol=0, atol=0, equal_nan=True)
 
 
 # ------------------------------------------------------------------------------------------ layout and dtypes
@@ -265,8 +291,11 @@ def points_off_cell_boundaries(spec: GridSpec, n: int, margin: float = 1e-3, see
     return candidates[keep][:n]
 
 
+@pytest.mark.parametrize("row_wise", [False, True], ids=["column-gathers", "row-gathers"])
 @pytest.mark.parametrize("spec", [TINY_2D, TINY_3D], ids=["2d", "3d"])
-def test_gradcheck_and_gradgradcheck(spec):
+def test_gradcheck_and_gradgradcheck(spec, row_wise, monkeypatch):
+    if row_wise:  # big levels read their table row-wise: force that path on these tiny tables
+        monkeypatch.setattr(reference_module, "_ROW_WISE_BYTES", 0)
     assert [level_indexing(spec, level)[3] for level in range(2)] == [False, True]
     points = points_off_cell_boundaries(spec, 6).requires_grad_()
     table = random_table(spec, torch.float64).requires_grad_()
@@ -275,6 +304,23 @@ def test_gradcheck_and_gradgradcheck(spec):
         return grid_encode_reference(p, t, spec)
 
     assert torch.autograd.gradcheck(encode, (points, table)) and torch.autograd.gradgradcheck(encode, (points, table))
+
+
+@pytest.mark.parametrize("n_features", [2, 4])
+def test_row_and_column_gathers_agree(n_features, monkeypatch):
+    spec = GridSpec(n_levels=3, n_features_per_level=n_features, log2_hashmap_size=12, per_level_scale=1.5)
+    points = random_points(300, 3, seed=2)
+    table = random_table(spec, seed=2)
+    grad_output = torch.randn(300, spec.n_output_dims, generator=torch.Generator().manual_seed(2))
+    results = []
+    for threshold in (reference_module._ROW_WISE_BYTES, 0):
+        monkeypatch.setattr(reference_module, "_ROW_WISE_BYTES", threshold)
+        p, t = points.clone().requires_grad_(), table.clone().requires_grad_()
+        encoded = grid_encode_reference(p, t, spec)
+        encoded.backward(grad_output)
+        results.append((encoded.detach(), p.grad, t.grad))
+    for column_wise, row_wise in zip(*results):
+        torch.testing.assert_close(row_wise, column_wise, rtol=1e-5, atol=1e-4)
 
 
 # ------------------------------------------------------------------------------------ presets, module, dispatch

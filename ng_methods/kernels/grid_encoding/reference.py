@@ -8,24 +8,26 @@ This is the CPU path and the spec that the GPU backends are checked against. Per
   XOR-prime hash when the level is hashed, then ``% table_size``;
 * the output is ``sum_corners prod_dim (bit ? frac : 1 - frac) * table[row]``, level-major.
 
-How it is computed (for speed on CPU, where small inner dimensions and large temporaries are what cost):
+How it is computed (for speed on CPU, where short inner dimensions, large fresh temporaries and row-wise
+gathers / scatters are what cost):
 
-* levels are looped over (per-level temporaries stay small enough for the allocator to recycle them), points are
-  handled as ``[d, n]`` / ``[2**d, n]`` (coordinate- / corner-major) tensors so that every elementwise op runs along
-  ``n``, and only the final rows and weights are transposed to ``[n, 2**d]``;
+* levels are looped over (per-level temporaries stay small enough for the allocator to recycle them), and points
+  are handled as ``[d, n]`` / ``[2**d, n]`` (coordinate- / corner-major) tensors, so that every elementwise op runs
+  along ``n``;
 * uint32 arithmetic is emulated with int64 tensors, reducing modulo 2**32 (or a power-of-two table size) only where
-  needed: only the low bits of a sum, product or XOR depend on the low bits of its operands (see ``_corner_rows``);
+  needed, and in int32 where no wraparound can occur (see ``_corner_rows``);
 * the fmaf is emulated exactly, but only where float64 rounding followed by float32 rounding can differ from one
   rounding (see ``_fma_half_to_float32``);
-* the blend is one fused ``embedding_bag`` per level; its backward (a custom autograd function written with
-  differentiable ops, so double backward works) accumulates every level into a single table gradient.
+* gathering, blending and scattering into the table gradient is a custom autograd function (``_BlendCorners``,
+  written with differentiable ops, so double backward works).
 
 Only ``frac`` carries gradients (its value is tcnn's exactly; its derivative is ``scale``), so this gives d/dtable,
 d/dpositions and their double backward (eikonal losses).
 
 Known differences from tcnn's kernel, all at the float rounding level: tcnn accumulates corners one after the other
 with fused multiply-adds in the table dtype (fp16 tables accumulate in fp16), while this reference sums the weighted
-corners in float32 (float64 for float64 inputs) in ``embedding_bag``'s order and casts the result once. The corner
+corners in float32 (float64 for float64 inputs) in ``torch.sum``'s / ``embedding_bag``'s order and casts the result
+once. The corner
 weights themselves are tcnn's bit for bit (``1 * w_dim0 * w_dim1 * ...``).
 """
 
@@ -104,10 +106,12 @@ class _Level:
     offset: int  # start row in the flat table
 
     @property
-    def mask(self) -> int:
-        # For a power-of-two table, `uint32 % T` is `& (T - 1)` of any integer congruent to it modulo 2**32.
-        power_of_two = self.table_size & (self.table_size - 1) == 0
-        return self.table_size - 1 if power_of_two else UINT32_MASK
+    def power_of_two(self) -> bool:  # then `uint32 % T` is `& (T - 1)` of any integer congruent to it mod 2**32
+        return self.table_size & (self.table_size - 1) == 0
+
+    @property
+    def mask(self) -> int:  # reducing modulo this keeps everything `index % T` depends on
+        return self.table_size - 1 if self.power_of_two else UINT32_MASK
 
 
 @functools.lru_cache(maxsize=64)
@@ -118,7 +122,8 @@ def _levels(spec: GridSpec) -> Tuple[_Level, ...]:
         if hashed:
             factors = HASH_PRIMES[: spec.n_dims]
         else:  # tcnn's loop: stride = resolution**dim (uint32) for the first n_dense_dims dims
-            factors = tuple(pow(resolution, dim, 2**32) for dim in range(n_dense_dims)) + (0,) * (spec.n_dims - n_dense_dims)
+            strides = [pow(resolution, dim, 2**32) for dim in range(n_dense_dims)]
+            factors = tuple(strides + [0] * (spec.n_dims - n_dense_dims))
         levels.append(_Level(scale, hashed, tuple(factors), table_size, offset))
     return tuple(levels)
 
@@ -191,9 +196,9 @@ def _corner_rows(cells: Int[Tensor, "d n"], level: _Level) -> Int[Tensor, "n_cor
         rows = (terms[:, dim, None] ^ rows if level.hashed else terms[:, dim, None] + rows).flatten(0, 1)
     if mask is not None and not level.hashed:
         rows &= mask  # (an XOR of reduced terms is already reduced)
-    if level.table_size & (level.table_size - 1):
+    if not level.power_of_two:
         return rows % level.table_size
-    return rows if mask == level.table_size - 1 else rows & (level.table_size - 1)
+    return rows if mask is not None else rows & (level.table_size - 1)
 
 
 def _corner_weights(frac: Float[Tensor, "d n"]) -> Float[Tensor, "n_corners n"]:
@@ -217,10 +222,13 @@ class _BlendCorners(torch.autograd.Function):
     """
 
     @staticmethod
-    def forward(ctx, table: Tensor, row_wise: Tuple[bool, ...], *rows_and_weights: Tensor) -> Tensor:  # type: ignore[override]
-        ctx.row_wise = row_wise
-        ctx.save_for_backward(table, *rows_and_weights)
+    def forward(  # type: ignore[override]
+        ctx, table: Tensor, row_wise: Tuple[bool, ...], *rows_and_weights: Tensor
+    ) -> Tensor:
         n_levels, n_features = len(row_wise), table.shape[1]
+        ctx.row_wise, ctx.table_shape = row_wise, table.shape
+        # The table's values only matter for d/dweights (saving it needlessly would forbid in-place updates).
+        ctx.save_for_backward(table if any(ctx.needs_input_grad[2 + n_levels :]) else None, *rows_and_weights)
         rows, weights = rows_and_weights[:n_levels], rows_and_weights[n_levels:]
         encoded = table.new_empty(rows[0].shape[1], n_levels, n_features)
         for level in range(n_levels):
@@ -236,21 +244,25 @@ class _BlendCorners(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad_encoded: Tensor):  # type: ignore[override]
         table, *rows_and_weights = ctx.saved_tensors
-        n_levels, n_features = len(ctx.row_wise), table.shape[1]
+        n_levels, n_features = len(ctx.row_wise), ctx.table_shape[1]
         rows, weights = rows_and_weights[:n_levels], rows_and_weights[n_levels:]
         grad_encoded = grad_encoded.t().contiguous().view(n_levels, n_features, -1)  # contiguous per level, feature
-        grad_table = torch.zeros_like(table) if ctx.needs_input_grad[0] else None
+        grad_table = grad_encoded.new_zeros(ctx.table_shape) if ctx.needs_input_grad[0] else None
         grad_weights: List[Tensor | None] = [None] * n_levels
         for level in range(n_levels):
             level_rows = rows[level].view(-1)
-            if grad_table is not None:
+            if grad_table is not None and ctx.row_wise[level]:  # scatter_add_ runs the columns in parallel
+                corner_grads = (weights[level] * grad_encoded[level][:, None]).view(n_features, -1)
+                columns = level_rows.to(torch.int64).expand(n_features, -1)
+                grad_table.t().scatter_add_(1, columns, corner_grads)
+            elif grad_table is not None:
                 for feature in range(n_features):
                     corner_grads = weights[level] * grad_encoded[level, feature]
                     grad_table[:, feature].index_add_(0, level_rows, corner_grads.view(-1))
             if not ctx.needs_input_grad[2 + n_levels + level]:
                 continue
             if ctx.row_wise[level]:  # embedding_bag with one-row bags is a fast row gather
-                ones = table.new_ones(level_rows.shape[0], 1)
+                ones = grad_encoded.new_ones(level_rows.shape[0], 1)
                 values = F.embedding_bag(level_rows[:, None], table, per_sample_weights=ones, mode="sum")
                 values = values.view(*rows[level].shape, n_features).unbind(-1)
             else:
@@ -267,7 +279,7 @@ def grid_level_indices(positions: Float[Tensor, "n d"], spec: GridSpec, level: i
     Corner ``c`` is ``cell + bit(c, dim)`` per dimension. Add ``spec.level_offsets()[level]`` for flat-table rows.
     """
     cells, _ = _level_cells(_as_position_dtype(positions).t(), spec.level_scales()[level])
-    return _corner_rows(cells, _levels(spec)[level]).t().contiguous()
+    return _corner_rows(cells, _levels(spec)[level]).to(torch.int64).t().contiguous()
 
 
 def _as_position_dtype(positions: Tensor) -> Tensor:
@@ -326,6 +338,7 @@ def grid_encode_reference(
         if carries_grad:
             frac = frac + zero_with_grad * level.scale
         weights.append(_corner_weights(frac.to(compute_dtype)))
-    row_wise = tuple(level.table_size * table.shape[1] * table.element_size() > _ROW_WISE_BYTES for level in _levels(spec))
-    encoded = _BlendCorners.apply(table.to(compute_dtype), row_wise, *rows, *weights)
-    return encoded.to(table.dtype)
+    blend_table = table.to(compute_dtype)
+    bytes_per_row = blend_table.shape[1] * blend_table.element_size()
+    row_wise = tuple(level.table_size * bytes_per_row > _ROW_WISE_BYTES for level in _levels(spec))
+    return _BlendCorners.apply(blend_table, row_wise, *rows, *weights).to(table.dtype)
