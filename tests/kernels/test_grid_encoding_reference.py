@@ -179,6 +179,16 @@ def test_corner_rows_of_in_range_points_match_python_int_grid_index(spec):
         assert grid_level_indices(points, spec, level).tolist() == expected
 
 
+def test_cells_saturate_at_the_int32_bounds():
+    # scale 1: pos = fmaf(1, x, 0.5) rounds to exactly +-2**31 for x = +-2**31; (int) saturates +2**31 to 2**31 - 1.
+    spec = GridSpec(n_levels=1, base_resolution=2, per_level_scale=1.0, n_dims=2, grid_type="dense")
+    assert spec.level_scales() == [1.0]
+    points = torch.tensor([[2.0**31, -(2.0**31)], [2.0**31 - 128, 0.25], [0.25, 0.75]])
+    for subset in (points[:1], points[1:], points):  # alone, the in-range points take the fast path
+        expected = [tcnn_level_rows(point, spec, 0)[0] for point in subset.tolist()]
+        assert grid_level_indices(subset, spec, 0).tolist() == expected
+
+
 def test_stride_overflow_follows_tcnn_not_the_spec_flag():
     # 65536**2 wraps tcnn's uint32 stride to 0, so `T < stride` fails and tcnn indexes the level densely (z is
     # dropped) although res**3 > T; the reference replays that, GridSpec.level_is_hashed reports the intent.

@@ -161,7 +161,7 @@ def _level_cells(
             pos = _fma_half_to_float32(coords.to(torch.float64) if coords64 is None else coords64, scale)
         floor = torch.floor(pos)
         low, high = torch.aminmax(floor) if floor.numel() else (0, 0)
-        if low >= _INT32_MIN and high <= _INT32_MAX:  # false for NaN
+        if low >= _INT32_MIN and high < 2**31:  # false for NaN (2**31 - 1 would round to 2**31 in float32)
             cells = floor.to(torch.int64)
         else:
             # CUDA's float->int conversion saturates and maps NaN to 0. (float64 holds INT32_MAX exactly; float32
@@ -238,7 +238,7 @@ class _BlendCorners(torch.autograd.Function):
                 continue
             for feature in range(n_features):
                 values = table[:, feature].index_select(0, rows[level].view(-1)).view(rows[level].shape)
-                torch.sum(values * weights[level], dim=0, out=encoded[:, level, feature])
+                torch.sum(values.mul_(weights[level]), dim=0, out=encoded[:, level, feature])
         return encoded.flatten(1)
 
     @staticmethod
