@@ -23,23 +23,19 @@ import datetime
 import functools
 import json
 import math
-import os
-import platform
-import shlex
 import statistics
-import subprocess
 import sys
 import time
 import types
-from importlib import metadata
 from pathlib import Path
 from typing import Callable, Dict, List, Optional, Tuple
 
 import torch
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-if str(REPO_ROOT) not in sys.path:  # run from a checkout without `pip install -e .`
-    sys.path.insert(0, str(REPO_ROOT))
+for _path in (REPO_ROOT, REPO_ROOT / "scripts"):  # run from a checkout without `pip install -e .`, or imported
+    if str(_path) not in sys.path:
+        sys.path.insert(0, str(_path))
 
 
 class _NoAnnotation:  # jaxtyping stand-in: Float[Tensor, "n d"] is _NoAnnotation
@@ -63,6 +59,7 @@ from ng_methods.kernels.grid_encoding import (  # noqa: E402
     triton_available,
 )
 from ng_methods.networks import TinyMLP  # noqa: E402
+from provenance import provenance  # noqa: E402
 
 CONFIGS: Dict[str, Tuple[Callable[[], GridSpec], torch.dtype]] = {
     "hashgrid-fp32": (hashgrid_spec, torch.float32),
@@ -109,42 +106,6 @@ def measure(fn: Callable[[], object], device: str, repeats: int, warmup: int) ->
         spans.append((start, timestamp(device)))
     synchronize(device)
     return [elapsed_s(start, end) for start, end in spans]
-
-
-def _git(*git_args: str) -> Optional[str]:  # None without git, outside a checkout or before the first commit
-    with contextlib.suppress(OSError):
-        result = subprocess.run(["git", *git_args], cwd=REPO_ROOT, capture_output=True, text=True)
-        return result.stdout.strip() if result.returncode == 0 else None
-
-
-def _cpu_model() -> str:
-    with contextlib.suppress(OSError, StopIteration):
-        return next(line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                    if line.startswith("model name"))
-    return platform.processor() or platform.machine()
-
-
-def _version(package: str) -> Optional[str]:
-    with contextlib.suppress(metadata.PackageNotFoundError):
-        return metadata.version(package)
-
-
-def provenance(command: List[str], device: str) -> Dict[str, object]:
-    """Date, exact command, git commit (+ dirty flag), machine (CPU, GPU) and library versions."""
-    status = _git("status", "--porcelain")
-    props = torch.cuda.get_device_properties(torch.cuda.current_device()) if device == "cuda" else None
-    gpu = props and {"name": props.name, "memory_gib": round(props.total_memory / 2**30, 1),
-                     "capability": f"{props.major}.{props.minor}", "multiprocessors": props.multi_processor_count}
-    return {
-        "date": datetime.datetime.now().astimezone().isoformat(timespec="seconds"),
-        "command": shlex.join(command), "argv": command,
-        "git_commit": _git("rev-parse", "HEAD"),
-        "git_dirty": bool(status) if status is not None else None,
-        "machine": {"cpu": _cpu_model(), "cpu_count": os.cpu_count(), "platform": platform.platform(),
-                    "device": device, "gpu": gpu},
-        "versions": {"python": platform.python_version(), "torch": torch.__version__, "cuda": torch.version.cuda,
-                     "triton": _version("triton"), "numpy": _version("numpy"), "tinycudann": _version("tinycudann")},
-    }
 
 
 def load_fused() -> Tuple[Optional[Callable], Optional[str]]:
@@ -380,7 +341,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     copy = copy_bandwidth(args.device, args.copy_mib, args.repeats, args.warmup)
     print(f"[kernels] {args.device}: copy bandwidth {copy['gb_per_s']:.1f} GB/s", flush=True)
     settings = {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()}
-    report: Dict = {"provenance": provenance(command, args.device), "settings": settings, "device": args.device,
+    report: Dict = {"provenance": provenance(command, args.device, packages=("triton", "numpy", "tinycudann")), "settings": settings, "device": args.device,
                     "copy_bandwidth": copy, "configs": {}, "results": [], "fused": []}
     for name in args.configs:
         report["configs"][name], results = bench_grid(args, name, copy["gb_per_s"])

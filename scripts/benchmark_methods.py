@@ -22,14 +22,10 @@ import gc
 import json
 import math
 import os
-import platform
 import resource
-import shlex
-import subprocess
 import sys
 import time
 import traceback
-from importlib import metadata
 from pathlib import Path
 from typing import Callable, Dict, List, Optional
 from unittest import mock
@@ -38,11 +34,13 @@ import torch
 import yaml
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-if str(REPO_ROOT) not in sys.path:  # run from a checkout without `pip install -e .`
-    sys.path.insert(0, str(REPO_ROOT))
+for _path in (REPO_ROOT, REPO_ROOT / "scripts"):  # run from a checkout without `pip install -e .`, or imported
+    if str(_path) not in sys.path:
+        sys.path.insert(0, str(_path))
 
-import ng_methods  # noqa: E402  (allow-lists nerfstudio checkpoints for torch>=2.6 safe loading)
+import ng_methods  # noqa: E402,F401  (allow-lists nerfstudio checkpoints for torch>=2.6 safe loading)
 from ng_methods.compat.lpips import alexnet_weights_path  # noqa: E402
+from provenance import provenance  # noqa: E402
 
 DEFAULT_DATA = REPO_ROOT.parent / "shared" / "data" / "blender" / "lego"
 NEVER = 10**9
@@ -311,47 +309,13 @@ def benchmark_method(name: str, args: argparse.Namespace) -> Dict[str, object]:
     return record
 
 
-def _git(*git_args: str) -> Optional[str]:
-    result = subprocess.run(["git", *git_args], cwd=REPO_ROOT, capture_output=True, text=True)
-    return result.stdout.strip() if result.returncode == 0 else None
-
-
-def _cpu_model() -> str:
-    with contextlib.suppress(OSError):
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    return platform.processor() or platform.machine()
-
-
-def _version(package: str) -> Optional[str]:
-    with contextlib.suppress(metadata.PackageNotFoundError):
-        return metadata.version(package)
-    return None
-
-
-def provenance(command: List[str], device: str) -> Dict[str, object]:
-    status = _git("status", "--porcelain")
-    return {
-        "date": datetime.datetime.now().astimezone().isoformat(timespec="seconds"),
-        "command": shlex.join(command),
-        "argv": command,
-        "git_commit": _git("rev-parse", "HEAD"),  # None: not a git checkout, or no commit yet
-        "git_dirty": bool(status) if status is not None else None,
-        "machine": {"cpu": _cpu_model(), "cpu_count": os.cpu_count(), "platform": platform.platform(),
-                    "gpu": torch.cuda.get_device_name() if device == "cuda" else None},
-        "versions": {"python": platform.python_version(), "torch": torch.__version__, "cuda": torch.version.cuda,
-                     "nerfstudio": _version("nerfstudio"), "nerfacc": _version("nerfacc"),
-                     "ng_methods": ng_methods.__version__},
-    }
-
-
 def _fmt(value, spec: str) -> str:
     return "—" if value is None else format(value, spec)
 
 
 def markdown_row(record: Dict[str, object], prov: Dict[str, object]) -> str:
-    machine = prov["machine"]["gpu"] or f"{prov['machine']['cpu']} ({prov['machine']['cpu_count']} cpu)"
+    gpu = prov["machine"]["gpu"]
+    machine = gpu["name"] if gpu else f"{prov['machine']['cpu']} ({prov['machine']['cpu_count']} cpu)"
     commit = (prov["git_commit"] or "no-commit")[:10] + ("-dirty" if prov["git_dirty"] else "")
     mem_kind = {"cuda_max_allocated": "cuda", "process_max_rss": "rss"}.get(record.get("peak_mem_kind"), "")
     cells = [
@@ -374,7 +338,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     """Run the benchmark; returns 0 when every method that could run on this device succeeded."""
     args = parse_args(argv)
     command = list(sys.argv) if argv is None else ["scripts/benchmark_methods.py", *argv]
-    prov = provenance(command, args.device)
+    prov = provenance(command, args.device, packages=("nerfstudio", "nerfacc", "ng-methods"))
     args.output_dir.mkdir(parents=True, exist_ok=True)
     stamp = datetime.datetime.now().strftime("%Y-%m-%d_%H%M%S")
     json_path = args.output_dir / f"{args.data.name}-{stamp}.json"

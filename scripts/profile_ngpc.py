@@ -42,8 +42,9 @@ if str(Path(__file__).resolve().parent) not in sys.path:  # imported from tests,
 import torch  # noqa: E402
 
 from benchmark_kernels import (  # noqa: E402
-    elapsed_s, provenance, resolve_device, short_error, synchronize, timestamp,
+    elapsed_s, resolve_device, short_error, synchronize, timestamp,
 )
+from provenance import provenance  # noqa: E402
 import ngpc_apps  # noqa: E402
 
 PARTS = ("encoding", "mlp", "fused", "other")
@@ -275,7 +276,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     args = parse_args(argv)
     command = list(sys.argv) if argv is None else ["scripts/profile_ngpc.py", *argv]
     report: Dict[str, object] = {
-        "provenance": provenance(command, args.device), "device": args.device,
+        "provenance": provenance(command, args.device, packages=("triton", "numpy", "tinycudann")),
+        "device": args.device,
         "settings": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()},
         "method": "staged backward: forward and backward of every encoding/MLP call timed separately (CUDA events "
                   "on GPU, perf_counter on CPU); other = iteration - encoding - mlp - fused",

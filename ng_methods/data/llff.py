@@ -87,6 +87,7 @@ from nerfstudio.utils.colors import get_color
 from ng_methods.data.llff_images import IMAGE_EXTENSIONS, POSES_FILE, choose_image_folder
 from ng_methods.data.llff_masks import find_masks
 from ng_methods.data.llff_poses import (
+    Intrinsics,
     intrinsics_from_hwf,
     is_forward_facing,
     load_poses_bounds,
@@ -168,12 +169,7 @@ class _Scene:
     image_filenames: List[Path]
     mask_filenames: Optional[List[Path]]
     camera_to_worlds: torch.Tensor  # [N, 3, 4], OpenGL convention, output frame
-    fx: torch.Tensor
-    fy: torch.Tensor
-    cx: torch.Tensor
-    cy: torch.Tensor
-    width: torch.Tensor
-    height: torch.Tensor
+    intrinsics: Intrinsics
     bounds: torch.Tensor  # [N, 2], output units
     scene_box: SceneBox
     transform: torch.Tensor  # [3, 4]
@@ -205,12 +201,12 @@ class LLFF(DataParser):
         t = torch.from_numpy(idx).long()
         cameras = Cameras(
             camera_to_worlds=scene.camera_to_worlds[t],
-            fx=scene.fx[t],
-            fy=scene.fy[t],
-            cx=scene.cx[t],
-            cy=scene.cy[t],
-            width=scene.width[t],
-            height=scene.height[t],
+            fx=scene.intrinsics.fx[t],
+            fy=scene.intrinsics.fy[t],
+            cx=scene.intrinsics.cx[t],
+            cy=scene.intrinsics.cy[t],
+            width=scene.intrinsics.width[t],
+            height=scene.intrinsics.height[t],
             camera_type=CameraType.PERSPECTIVE,
         )
         alpha_color = get_color(self.config.alpha_color) if self.config.alpha_color is not None else None
@@ -271,12 +267,7 @@ class LLFF(DataParser):
             image_filenames=chosen.images,
             mask_filenames=masks,
             camera_to_worlds=world.camera_to_worlds,
-            fx=intrinsics.fx,
-            fy=intrinsics.fy,
-            cx=intrinsics.cx,
-            cy=intrinsics.cy,
-            width=intrinsics.width,
-            height=intrinsics.height,
+            intrinsics=intrinsics,
             bounds=world.bounds,
             scene_box=SceneBox(aabb=aabb),
             transform=world.transform,
