@@ -341,8 +341,10 @@ def main(argv: Optional[List[str]] = None) -> int:
     copy = copy_bandwidth(args.device, args.copy_mib, args.repeats, args.warmup)
     print(f"[kernels] {args.device}: copy bandwidth {copy['gb_per_s']:.1f} GB/s", flush=True)
     settings = {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()}
-    report: Dict = {"provenance": provenance(command, args.device, packages=("triton", "numpy", "tinycudann")), "settings": settings, "device": args.device,
-                    "copy_bandwidth": copy, "configs": {}, "results": [], "fused": []}
+    report: Dict = {
+        "provenance": provenance(command, args.device, packages=("triton", "numpy", "tinycudann")),
+        "settings": settings, "device": args.device, "copy_bandwidth": copy, "configs": {}, "results": [], "fused": [],
+    }
     for name in args.configs:
         report["configs"][name], results = bench_grid(args, name, copy["gb_per_s"])
         report["results"] += results
