@@ -67,3 +67,23 @@ def train(config: TrainerConfig, on_loss: Optional[Callable[[dict], None]] = Non
         model.get_loss_dict = recording_loss_dict
     trainer.train()
     return trainer
+
+
+_EXPORTER_WITHOUT_OPEN3D = """
+import sys, types
+try:
+    import open3d  # noqa: F401
+except ImportError:  # open3d needs the system's libusb-1.0; the Gaussian-splat export path never touches it
+    sys.modules["open3d"] = types.ModuleType("open3d")
+from nerfstudio.scripts.exporter import entrypoint
+sys.argv = ["ns-export", *sys.argv[1:]]
+entrypoint()
+"""
+
+
+def run_ns_export(args: List[str], timeout: float = 600) -> subprocess.CompletedProcess:
+    """``ns-export <args>`` through nerfstudio's own exporter, tolerating an open3d that cannot load."""
+    return subprocess.run(
+        [sys.executable, "-c", _EXPORTER_WITHOUT_OPEN3D, *args], capture_output=True, text=True, timeout=timeout,
+        env=cli_env(),
+    )

@@ -49,6 +49,8 @@ def rasterize(
     backgrounds: Optional[Float[Tensor, "C D"]] = None,
     render_mode: RenderMode = "RGB",
     covars: Optional[Float[Tensor, "N 3 3"]] = None,
+    absgrad: bool = False,
+    rasterize_mode: Literal["classic", "antialiased"] = "classic",
     backend: Backend = "auto",
 ) -> Tuple[Float[Tensor, "C H W X"], Float[Tensor, "C H W 1"], Dict]:
     """Rasterise 3D Gaussians into ``C`` pinhole cameras (gsplat ``rasterization`` semantics, packed=False, classic).
@@ -66,7 +68,12 @@ def rasterize(
         backgrounds: ``[C, D]`` added as ``T_final * bg`` (zeros for the depth channel).
         render_mode: "RGB" (X = D), "D"/"ED" (X = 1, accumulated / expected depth), "RGB+D"/"RGB+ED" (X = D + 1).
         covars: optional world covariances ``[N, 3, 3]`` instead of quats/scales.
+        absgrad: also accumulate ``meta["means2d"].absgrad`` (sum over pixels of |dL/dmeans2d|) in backward.
+        rasterize_mode: "classic", or "antialiased" (opacities times the eps2d compensation factor).
         backend: "torch" (pure PyTorch reference), "gsplat" (CUDA), or "auto" (gsplat on CUDA tensors, else torch).
+
+    Example:
+        >>> colors, alphas, meta = rasterize(means, quats, scales, opacities, rgb, viewmats, Ks, 64, 48)
 
     Returns:
         ``render_colors [C, H, W, X]``, ``render_alphas [C, H, W, 1]``, and a meta dict with at least
@@ -80,12 +87,14 @@ def rasterize(
         return rasterization(
             means, quats, scales, opacities, colors, viewmats, Ks, width, height,
             near_plane=near_plane, far_plane=far_plane, eps2d=eps2d, sh_degree=sh_degree, packed=False,
-            backgrounds=backgrounds, render_mode=render_mode, rasterize_mode="classic", covars=covars,
+            backgrounds=backgrounds, render_mode=render_mode, rasterize_mode=rasterize_mode, covars=covars,
+            absgrad=absgrad, sparse_grad=False,
         )
     if backend != "torch":
         raise ValueError(f"unknown backend {backend!r}")
     return rasterize_reference(
         means, quats, scales, opacities, colors, viewmats, Ks, width, height,
         near_plane=near_plane, far_plane=far_plane, eps2d=eps2d, sh_degree=sh_degree,
-        backgrounds=backgrounds, render_mode=render_mode, covars=covars,
+        backgrounds=backgrounds, render_mode=render_mode, covars=covars, absgrad=absgrad,
+        rasterize_mode=rasterize_mode,
     )

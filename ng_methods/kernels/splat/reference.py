@@ -17,7 +17,7 @@ Only gsplat's CPU-capable torch helpers are imported (no CUDA extension is touch
 
 from __future__ import annotations
 
-from typing import Dict, Optional, Tuple
+from typing import Callable, Dict, Optional, Tuple
 
 import torch
 import torch.nn.functional as F
@@ -79,6 +79,7 @@ def _projection_impl(means, covars, viewmats, Ks, width, height, eps2d, near_pla
     J = torch.stack([fx / tz, O, -fx * txc / tz**2, O, fy / tz, -fy * tyc / tz**2], -1).reshape(C, N, 2, 3)
     cov2d = J @ covars_c @ J.transpose(-1, -2)
     means2d = torch.einsum("cij,cnj->cni", Ks[:, :2, :3], means_c) / tz[..., None]
+    det_raw = cov2d[..., 0, 0] * cov2d[..., 1, 1] - cov2d[..., 0, 1] * cov2d[..., 1, 0]
     cov2d = cov2d + torch.eye(2, device=means.device, dtype=means.dtype) * eps2d
     det = (cov2d[..., 0, 0] * cov2d[..., 1, 1] - cov2d[..., 0, 1] * cov2d[..., 1, 0]).clamp(min=1e-10)
     conics = torch.stack(
@@ -95,20 +96,22 @@ def _projection_impl(means, covars, viewmats, Ks, width, height, eps2d, near_pla
         & (means2d[..., 1] - radius < height)
     )
     radius = torch.where(inside, radius, torch.zeros_like(radius))
-    return radius.int(), means2d, tz, conics
+    compensations = torch.sqrt(torch.clamp(det_raw / det, min=0.0))
+    return radius.int(), means2d, tz, conics, compensations
 
 
 def project_gaussians(
     means: Tensor, covars: Tensor, viewmats: Tensor, Ks: Tensor, width: int, height: int,
     eps2d: float = 0.3, near_plane: float = 0.01, far_plane: float = 1e10,
-) -> Tuple[Tensor, Tensor, Tensor, Tensor]:
-    """Project 3D Gaussians: returns ``radii [C,N] int32, means2d [C,N,2], depths [C,N], conics [C,N,3]``."""
+) -> Tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
+    """Project 3D Gaussians: returns ``radii [C,N] int32, means2d [C,N,2], depths [C,N], conics [C,N,3],
+    compensations [C,N]`` (``sqrt(det(cov2d) / det(cov2d + eps2d I))``, the antialiased opacity factor)."""
     if _gs_projection is not None:
-        radii, means2d, depths, conics, _ = _gs_projection(
+        radii, means2d, depths, conics, compensations = _gs_projection(
             means, covars, viewmats, Ks, width, height, eps2d=eps2d, near_plane=near_plane, far_plane=far_plane,
-            calc_compensations=False, camera_model="pinhole",
+            calc_compensations=True, camera_model="pinhole",
         )
-        return radii, means2d, depths, conics
+        return radii, means2d, depths, conics, compensations
     return _projection_impl(means, covars, viewmats, Ks, width, height, eps2d, near_plane, far_plane)
 
 
@@ -119,9 +122,17 @@ def _sh_colors(sh_degree: int, dirs: Tensor, coeffs: Tensor) -> Tensor:
 
 
 # ----------------------------------------------------------------------------------------------- compositing
-def _composite_block(pix_xy: Tensor, m2d: Tensor, con: Tensor, opa: Tensor, col: Tensor) -> Tuple[Tensor, Tensor]:
-    """Front-to-back compositing of depth-sorted Gaussians ``[M]`` over pixels ``[P,2]`` -> ``([P,D], T_final [P])``."""
-    d = m2d[None, :, :] - pix_xy[:, None, :]  # [P, M, 2]  (mean - pixel, like gsplat)
+def _composite_block(
+    pix_xy: Tensor, m2d: Tensor, con: Tensor, opa: Tensor, col: Tensor, absgrad_sink: Optional[Callable] = None
+) -> Tuple[Tensor, Tensor]:
+    """Front-to-back compositing of depth-sorted Gaussians ``[M]`` over pixels ``[P,2]`` -> ``([P,D], T_final [P])``.
+
+    ``absgrad_sink(g)`` receives ``sum_pixels |dL/dmeans2d|`` ``[M, 2]`` during backward (gsplat's ``absgrad``).
+    """
+    m2d_pp = m2d[None, :, :].expand(pix_xy.shape[0], -1, -1)  # [P, M, 2]: one copy per pixel for absgrad
+    if absgrad_sink is not None and m2d_pp.requires_grad:
+        m2d_pp.register_hook(lambda g: absgrad_sink(g.abs().sum(0)))
+    d = m2d_pp - pix_xy[:, None, :]  # [P, M, 2]  (mean - pixel, like gsplat)
     dx, dy = d[..., 0], d[..., 1]
     sigma = 0.5 * (con[:, 0] * dx * dx + con[:, 2] * dy * dy) + con[:, 1] * dx * dy
     alpha = torch.clamp(opa * torch.exp(-sigma), max=ALPHA_MAX)
@@ -139,13 +150,22 @@ def _composite_block(pix_xy: Tensor, m2d: Tensor, con: Tensor, opa: Tensor, col:
     return w @ col, T_incl[:, -1]
 
 
+def _absgrad_sink(buffer: Tensor, camera: int, gaussian_ids: Tensor) -> Callable[[Tensor], None]:
+    def sink(grad_abs: Tensor) -> None:
+        buffer[camera].index_add_(0, gaussian_ids, grad_abs.to(buffer.dtype))
+
+    return sink
+
+
 def composite_tiles(
     means2d: Tensor, conics: Tensor, opacities: Tensor, colors: Tensor, depths: Tensor, radii: Tensor,
     width: int, height: int, tile_size: int = 16, backgrounds: Optional[Tensor] = None,
+    absgrad_buffer: Optional[Tensor] = None,
 ) -> Tuple[Tensor, Tensor]:
     """Tile-based compositing of projected Gaussians (``[C,N,...]`` inputs, ``radii > 0`` = visible).
 
-    Returns ``render_colors [C,H,W,D]`` and ``render_alphas [C,H,W,1]`` (``alpha = 1 - T_final``).
+    Returns ``render_colors [C,H,W,D]`` and ``render_alphas [C,H,W,1]`` (``alpha = 1 - T_final``). When
+    ``absgrad_buffer [C,N,2]`` is given, backward adds the per-pixel absolute means2d gradients into it.
     """
     C, N = radii.shape
     D = colors.shape[-1]
@@ -185,7 +205,10 @@ def composite_tiles(
                     xs = torch.arange(tx * tile_size, (tx + 1) * tile_size, device=device, dtype=dtype) + 0.5
                     gy, gx = torch.meshgrid(ys, xs, indexing="ij")
                     pix = torch.stack([gx.reshape(-1), gy.reshape(-1)], -1)
-                    rc, rT = _composite_block(pix, m2d[ids], con[ids], opa[ids], col[ids])
+                    sink = None
+                    if absgrad_buffer is not None:
+                        sink = _absgrad_sink(absgrad_buffer, c, vis[ids])
+                    rc, rT = _composite_block(pix, m2d[ids], con[ids], opa[ids], col[ids], sink)
                     tiles_c.append(rc.reshape(tile_size, tile_size, D))
                     tiles_T.append(rT.reshape(tile_size, tile_size))
             zc = means2d.new_zeros(tile_size, tile_size, D)
@@ -222,8 +245,14 @@ def rasterize_reference(
     render_mode: str = "RGB",
     covars: Optional[Tensor] = None,
     tile_size: int = 16,
+    absgrad: bool = False,
+    rasterize_mode: str = "classic",
 ) -> Tuple[Tensor, Tensor, Dict]:
-    """Pure-PyTorch ``gsplat.rasterization`` (packed=False, classic, pinhole). See module docstring.
+    """Pure-PyTorch ``gsplat.rasterization`` (packed=False, pinhole). See module docstring.
+
+    ``rasterize_mode="antialiased"`` multiplies opacities by the projection's compensation factor (Mip-Splatting's
+    2D filter, as gsplat does). ``absgrad=True`` makes backward fill ``meta["means2d"].absgrad`` ``[C,N,2]`` with
+    the per-pixel absolute screen-space gradients summed over pixels, which gsplat's ``DefaultStrategy`` reads.
 
     Shapes: means [N,3], quats [N,4] (wxyz), scales [N,3] (linear), opacities [N] or [C,N], colors [(C,)N,D] raw
     or [(C,)N,K,3] SH with ``sh_degree``, viewmats [C,4,4] (world->camera), Ks [C,3,3], backgrounds [C,D].
@@ -237,10 +266,13 @@ def rasterize_reference(
     if covars is None:
         assert quats is not None and scales is not None, "need quats+scales or covars"
         covars = quat_scale_to_covar(quats, scales)
-    radii, means2d, depths, conics = project_gaussians(
+    assert rasterize_mode in ("classic", "antialiased"), rasterize_mode
+    radii, means2d, depths, conics, compensations = project_gaussians(
         means, covars, viewmats, Ks, width, height, eps2d=eps2d, near_plane=near_plane, far_plane=far_plane
     )
     opac = opacities if opacities.dim() == 2 else opacities[None].expand(C, N)
+    if rasterize_mode == "antialiased":
+        opac = opac * compensations
 
     if sh_degree is None:
         if colors.dim() == 2:
@@ -265,8 +297,12 @@ def rasterize_reference(
         if bgs is not None:
             bgs = bgs.new_zeros(C, 1)
 
+    absgrad_buffer = means2d.new_zeros(means2d.shape).detach() if absgrad else None
+    if absgrad_buffer is not None:
+        means2d.absgrad = absgrad_buffer  # filled in place by the compositing hooks during backward
     render_colors, render_alphas = composite_tiles(
-        means2d, conics, opac, cols, depths, radii, width, height, tile_size=tile_size, backgrounds=bgs
+        means2d, conics, opac, cols, depths, radii, width, height, tile_size=tile_size, backgrounds=bgs,
+        absgrad_buffer=absgrad_buffer,
     )
     if render_mode in ("ED", "RGB+ED"):
         render_colors = torch.cat(
@@ -275,5 +311,6 @@ def rasterize_reference(
     meta = {
         "radii": radii, "means2d": means2d, "depths": depths, "conics": conics, "opacities": opac,
         "width": width, "height": height, "tile_size": tile_size, "n_cameras": C,
+        "camera_ids": None, "gaussian_ids": None,  # gsplat's unpacked layout
     }
     return render_colors, render_alphas, meta
