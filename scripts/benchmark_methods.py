@@ -18,6 +18,7 @@ import argparse
 import contextlib
 import copy
 import datetime
+import functools
 import gc
 import json
 import math
@@ -40,6 +41,7 @@ for _path in (REPO_ROOT, REPO_ROOT / "scripts"):  # run from a checkout without 
 
 import ng_methods  # noqa: E402,F401  (allow-lists nerfstudio checkpoints for torch>=2.6 safe loading)
 from ng_methods.compat.lpips import alexnet_weights_path  # noqa: E402
+from benchmark_report import TABLE_HEADER, append_markdown, markdown_row  # noqa: E402
 from provenance import provenance  # noqa: E402
 
 DEFAULT_DATA = REPO_ROOT.parent / "shared" / "data" / "blender" / "lego"
@@ -47,11 +49,8 @@ NEVER = 10**9
 REDUCED_SIZES = {  # set wherever a config (pipeline, model, field, sampler) has the field
     "target_num_samples": 1 << 16, "max_num_samples_per_ray": 64, "log2_hashmap_size": 15, "grid_resolution": 32,
     "render_step_size": 0.02, "occ_warmup_steps": 8, "occ_update_every": 8,
+    "num_random": 2000, "num_downscales": 0,  # Gaussian methods: few random Gaussians, full resolution at once
 }
-TABLE_HEADER = (
-    "| method | scene | steps | train s | PSNR | SSIM | LPIPS | peak mem | render FPS | machine | commit | command |\n"
-    "|---|---|---|---|---|---|---|---|---|---|---|---|\n"
-)
 
 
 def parse_args(argv: Optional[List[str]]) -> argparse.Namespace:
@@ -63,6 +62,8 @@ def parse_args(argv: Optional[List[str]]) -> argparse.Namespace:
     parser.add_argument("--max-steps", type=int, default=None, help="training steps per method")
     parser.add_argument("--time-budget-s", type=float, default=None, help="wall-clock training budget per method")
     parser.add_argument("--eval-split", default="test", choices=["test", "val"])
+    parser.add_argument("--right-half", action="store_true", help="score every method on the right half of each "
+                        "eval image (Splatfacto-W's protocol; splatfacto-wild fits its embedding on the left half)")
     parser.add_argument("--output-dir", type=Path, default=Path("benchmarks"))
     parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     parser.add_argument("--reduced", action="store_true", help="tiny sizes for a CPU smoke run")
@@ -80,11 +81,18 @@ def parse_args(argv: Optional[List[str]]) -> argparse.Namespace:
 
 def _local_methods() -> Dict[str, object]:
     """Our methods straight from ``method_configs`` (works before the package is pip-installed)."""
+    import importlib
+    import pkgutil
+
     from nerfstudio.plugins.types import MethodSpecification
 
-    import method_configs.ngpc as ngpc
+    import method_configs
 
-    specs = [v for v in vars(ngpc).values() if isinstance(v, MethodSpecification)]
+    specs = []
+    for info in pkgutil.iter_modules(method_configs.__path__):
+        if not info.name.startswith("_"):
+            module = importlib.import_module(f"method_configs.{info.name}")
+            specs += [v for v in vars(module).values() if isinstance(v, MethodSpecification)]
     return {spec.config.method_name: spec.config for spec in specs}
 
 
@@ -105,10 +113,12 @@ def cuda_only_reason(config) -> Optional[str]:
     from nerfstudio.models.instant_ngp import InstantNGPModelConfig
     from nerfstudio.models.splatfacto import SplatfactoModelConfig
 
+    from ng_methods.splat.model import NGSplatModelConfig
+
     model = config.pipeline.model
     if isinstance(model, InstantNGPModelConfig):
         return "nerfstudio's instant-ngp marches rays with nerfacc's CUDA-only kernels"
-    if isinstance(model, SplatfactoModelConfig):
+    if isinstance(model, SplatfactoModelConfig) and not isinstance(model, NGSplatModelConfig):
         return "splatfacto rasterizes with gsplat's CUDA kernels"
     return None
 
@@ -268,6 +278,39 @@ def _mean_metric(per_image: List[Dict[str, float]], key: str) -> Optional[float]
     return mean if math.isfinite(mean) else None  # NaN: nerfstudio's LPIPS replaced by _NoLPIPS
 
 
+def gaussian_storage(model) -> Dict[str, object]:
+    """Gaussian count and storage of a splat model: its own compact size when it has one (``storage_bytes()``),
+    else the size of the standard 3DGS ``.ply`` ``ns-export gaussian-splat`` writes (float32 attributes)."""
+    if not hasattr(model, "gauss_params"):
+        return {}
+    count = int(model.gauss_params["means"].shape[0])
+    if hasattr(model, "storage_bytes"):
+        return {"num_gaussians": count, "storage_mb": model.storage_bytes() / 2**20, "storage_kind": "compact"}
+    with torch.no_grad():
+        per_gaussian = 3 + 3 + model.shs_0[0].numel() + model.shs_rest[0].numel() + 1 + 3 + 4  # xyz, normals, ...
+    return {"num_gaussians": count, "storage_mb": count * per_gaussian * 4 / 2**20, "storage_kind": "ply"}
+
+
+def image_scores(model, outputs, batch, right_half: bool) -> Dict[str, float]:
+    """The model's own eval metrics, or (``right_half``) the same metrics on the right half of the image for
+    models without the half-image protocol, so a baseline is scored on the pixels splatfacto-wild is scored on."""
+    from ng_methods.splatfacto_wild.model import SplatfactoWildModel
+
+    if not right_half or isinstance(model, SplatfactoWildModel):
+        return model.get_image_metrics_and_images(outputs, batch)[0]
+    from ng_methods.splatfacto_wild.eval_protocol import right_half_metrics
+
+    gt = model.composite_with_background(model.get_gt_img(batch["image"]), outputs["background"])  # splat models
+    return right_half_metrics(outputs["rgb"], gt[..., :3], _offline_lpips_module())
+
+
+@functools.lru_cache(maxsize=1)
+def _offline_lpips_module():
+    from ng_methods.compat.lpips import make_lpips
+
+    return make_lpips()  # None (one warning) without cached AlexNet weights
+
+
 def evaluate(config, args: argparse.Namespace) -> Dict[str, object]:
     """Average image metrics over the eval split, as ``pipeline.get_average_eval_image_metrics`` computes them,
     timing each full-image render on the way; render FPS leaves out the first (warm-up) render."""
@@ -278,12 +321,13 @@ def evaluate(config, args: argparse.Namespace) -> Dict[str, object]:
         for camera, batch in pipeline.datamanager.fixed_indices_eval_dataloader:
             outputs, seconds = _render_timed(pipeline, camera, sync)
             render_s.append(seconds)
-            per_image.append(pipeline.model.get_image_metrics_and_images(outputs, batch)[0])
+            per_image.append(image_scores(pipeline.model, outputs, batch, args.right_half))
         if len(render_s) == 1:  # one image: time a second render of it
             render_s.append(_render_timed(pipeline, camera, sync)[1])
     record = {key: _mean_metric(per_image, key) for key in ("psnr", "ssim", "lpips")}
     record.update(render_fps=(len(render_s) - 1) / sum(render_s[1:]), render_images=len(render_s) - 1)
     record.update(eval_images=len(per_image), checkpoint=str(checkpoint))
+    record.update(gaussian_storage(pipeline.model))
     del pipeline
     return record
 
@@ -307,31 +351,6 @@ def benchmark_method(name: str, args: argparse.Namespace) -> Dict[str, object]:
         if args.device == "cuda":
             torch.cuda.empty_cache()
     return record
-
-
-def _fmt(value, spec: str) -> str:
-    return "—" if value is None else format(value, spec)
-
-
-def markdown_row(record: Dict[str, object], prov: Dict[str, object]) -> str:
-    gpu = prov["machine"]["gpu"]
-    machine = gpu["name"] if gpu else f"{prov['machine']['cpu']} ({prov['machine']['cpu_count']} cpu)"
-    commit = (prov["git_commit"] or "no-commit")[:10] + ("-dirty" if prov["git_dirty"] else "")
-    mem_kind = {"cuda_max_allocated": "cuda", "process_max_rss": "rss"}.get(record.get("peak_mem_kind"), "")
-    cells = [
-        record["method"], record["scene"], str(record.get("steps", "—")), _fmt(record.get("train_time_s"), ".1f"),
-        _fmt(record.get("psnr"), ".2f"), _fmt(record.get("ssim"), ".4f"), _fmt(record.get("lpips"), ".4f"),
-        f"{_fmt(record.get('peak_mem_mb'), '.0f')} MiB {mem_kind}", _fmt(record.get("render_fps"), ".2f"),
-        machine, commit, f"`{prov['command']}`",
-    ]
-    return "| " + " | ".join(cell.replace("|", "\\|") for cell in cells) + " |\n"
-
-
-def append_markdown(path: Path, row: str) -> None:
-    if not path.exists():
-        path.write_text(TABLE_HEADER)
-    with path.open("a") as table:
-        table.write(row)
 
 
 def main(argv: Optional[List[str]] = None) -> int:

@@ -10,6 +10,11 @@ from pathlib import Path
 import pytest
 import torch
 
+if not torch.cuda.is_available():
+    # The Triton kernels run under Triton's CPU interpreter; it must be chosen before anything imports triton,
+    # and conftest is imported before every test module (some of which import triton through our kernels).
+    os.environ.setdefault("TRITON_INTERPRET", "1")
+
 DATA_DIR = Path(__file__).parent / "data"
 
 # Evaluated once, with the call: a skip mark that always skips on CPU and never on a GPU.

@@ -33,14 +33,14 @@ def test_benchmark_writes_json_and_markdown(tiny_lego, tmp_path):
     benchmark = _load_script()
     out = tmp_path / "benchmarks"
     argv = [
-        "--methods", "ngpc-hashgrid", "instant-ngp", "--data", str(tiny_lego), "--device", "cpu",
+        "--methods", "ngpc-hashgrid", "instant-ngp", "ng-splatfacto", "splatfacto", "--data", str(tiny_lego), "--device", "cpu",
         "--reduced", "--max-steps", "3", "--output-dir", str(out),
     ]
     assert benchmark.main(argv) == 0
 
     (json_path,) = out.glob("lego-*.json")
     report = json.loads(json_path.read_text())
-    ours, baseline = report["results"]
+    ours, baseline, splat, splat_baseline = report["results"]
     assert ours["status"] == "ok", ours.get("error")
     assert ours["method"] == "ngpc-hashgrid" and ours["scene"] == "lego" and ours["steps"] == 3
     assert ours["train_time_s"] > 0 and ours["render_fps"] > 0 and ours["peak_mem_mb"] > 0
@@ -49,6 +49,10 @@ def test_benchmark_writes_json_and_markdown(tiny_lego, tmp_path):
     assert Path(ours["checkpoint"]).is_file()
     # nerfstudio's instant-ngp needs CUDA: skipped on CPU with a reason, not a crash.
     assert baseline["status"] == "skipped" and "CUDA" in baseline["reason"]
+    # Gaussian methods report their count and storage; nerfstudio's splatfacto is CUDA-only.
+    assert splat["status"] == "ok", splat.get("error")
+    assert splat["num_gaussians"] > 0 and splat["storage_mb"] > 0 and splat["storage_kind"] == "ply"
+    assert splat_baseline["status"] == "skipped" and "CUDA" in splat_baseline["reason"]
 
     prov = report["provenance"]
     for key in ("date", "command", "git_commit", "git_dirty", "machine", "versions"):

@@ -87,8 +87,8 @@ class EncodedArray:
         return dequantize(self.payload, self.lo, self.hi, self.bits)
 
 
-def write_container(path: Union[str, Path], arrays: Dict[str, EncodedArray], meta: Optional[dict] = None) -> int:
-    """Write ``arrays`` (entropy-coded) and JSON-serialisable ``meta`` to ``path``; returns the file size in bytes."""
+def container_bytes(arrays: Dict[str, EncodedArray], meta: Optional[dict] = None) -> bytes:
+    """The bytes :func:`write_container` writes (entropy-coded ``arrays`` and JSON-serialisable ``meta``)."""
     header: Dict[str, object] = {"meta": meta or {}, "arrays": {}}
     blobs = []
     offset = 0
@@ -102,11 +102,13 @@ def write_container(path: Union[str, Path], arrays: Dict[str, EncodedArray], met
         blobs.append(blob)
         offset += len(blob)
     head = json.dumps(header).encode()
+    return b"".join([MAGIC, struct.pack("<I", len(head)), head, *blobs])
+
+
+def write_container(path: Union[str, Path], arrays: Dict[str, EncodedArray], meta: Optional[dict] = None) -> int:
+    """Write ``arrays`` (entropy-coded) and JSON-serialisable ``meta`` to ``path``; returns the file size in bytes."""
     path = Path(path)
-    with open(path, "wb") as f:
-        f.write(MAGIC + struct.pack("<I", len(head)) + head)
-        for blob in blobs:
-            f.write(blob)
+    path.write_bytes(container_bytes(arrays, meta))
     return path.stat().st_size
 
 

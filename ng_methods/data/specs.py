@@ -10,9 +10,11 @@ from __future__ import annotations
 from nerfstudio.plugins.registry_dataparser import DataParserSpecification
 
 from ng_methods.data.blender import NgBlenderDataParserConfig
+from ng_methods.data.dnerf import NgDNeRFDataParserConfig
 from ng_methods.data.llff import LLFFDataParserConfig
+from ng_methods.data.nonrigid import NonRigidDataParserConfig
 
-__all__ = ["llff_dataparser", "ng_blender_dataparser"]
+__all__ = ["llff_dataparser", "ng_blender_dataparser", "ng_dnerf_dataparser", "nonrigid_dataparser"]
 
 llff_dataparser = DataParserSpecification(
     config=LLFFDataParserConfig(),
@@ -25,4 +27,17 @@ llff_dataparser = DataParserSpecification(
 ng_blender_dataparser = DataParserSpecification(
     config=NgBlenderDataParserConfig(),
     description="nerfstudio's Blender (NeRF-synthetic) dataparser with input validation at startup.",
+)
+
+ng_dnerf_dataparser = DataParserSpecification(
+    config=NgDNeRFDataParserConfig(),
+    description="nerfstudio's D-NeRF dataparser (Blender format with a 'time' per frame) with input validation.",
+)
+
+nonrigid_dataparser = DataParserSpecification(
+    config=NonRigidDataParserConfig(),
+    description=(
+        "Non-Rigid NeRF monocular videos (precomputed.json + images/); time = frame index / (N - 1), "
+        "evaluation on the file's i_test frames."
+    ),
 )

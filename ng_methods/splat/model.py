@@ -54,6 +54,8 @@ class GaussiansToRender:
     sh_degree: Optional[int]
     covars: Optional[Float[Tensor, "N 3 3"]] = None
     """World covariances; when set, ``quats``/``scales`` are ignored (used by the 4D methods)."""
+    ids: Optional[Tensor] = None
+    """Indices into ``gauss_params`` of these Gaussians when they are a subset (crop, temporal culling)."""
 
 
 @dataclass
@@ -124,6 +126,19 @@ class NGSplatModel(SplatfactoModel):
             verbose=False,
         )
 
+    def step_post_backward(self, step: int) -> None:
+        """The densification strategy's step, without gsplat's opacity reset at step 0.
+
+        ``DefaultStrategy`` resets opacities whenever ``step % reset_every == 0``, step 0 included, while 3DGS
+        first resets at ``reset_every``. With a reset value (``2 * prune_opa``) below the initial opacity 0.1
+        (every method whose cull threshold is under 0.05) the step-0 reset makes the initialisation nearly invisible.
+        """
+        assert step == self.step
+        if step == 0 and isinstance(self.strategy, DefaultStrategy) and self.strategy.refine_stop_iter > 0:
+            self.strategy._update_state(self.gauss_params, self.strategy_state, self.info, packed=False)
+            return
+        super().step_post_backward(step)
+
     def get_gaussian_param_groups(self) -> Dict[str, List[Parameter]]:
         return {name: [param] for name, param in self.gauss_params.items()}
 
@@ -178,6 +193,13 @@ class NGSplatModel(SplatfactoModel):
     def gaussians_for_camera(self, camera: Cameras, crop_ids: Optional[Tensor]) -> GaussiansToRender:
         """The Gaussians to rasterise for ``camera`` (Splatfacto: SH colours, degree grows during training)."""
         params = {name: p if crop_ids is None else p[crop_ids] for name, p in self.gauss_params.items()}
+        gaussians = self.gaussians_from_params(params)
+        if crop_ids is not None:
+            gaussians.ids = torch.where(crop_ids)[0]
+        return gaussians
+
+    def gaussians_from_params(self, params: Dict[str, Tensor]) -> GaussiansToRender:
+        """Activate Splatfacto-layout attributes (log scales, opacity logits, SH or sigmoid colours) for rendering."""
         colors = torch.cat([params["features_dc"][:, None, :], params["features_rest"]], dim=1)
         if self.config.sh_degree > 0:
             sh_degree: Optional[int] = self.sh_degree_to_use()
@@ -199,7 +221,8 @@ class NGSplatModel(SplatfactoModel):
         return background
 
     def get_outputs(self, camera: Cameras) -> Dict[str, Union[Tensor, List]]:
-        """Render one camera: ``rgb [H,W,3]``, ``depth [H,W,1]`` (eval or when asked), ``accumulation``, ``background``."""
+        """Render one camera: ``rgb [H,W,3]``, ``depth [H,W,1]`` (in eval, or when asked), ``accumulation [H,W,1]``
+        and ``background``."""
         if not isinstance(camera, Cameras):
             raise TypeError(f"{type(self).__name__}.get_outputs needs a Cameras object, got {type(camera).__name__}")
         if self.training:
@@ -234,7 +257,9 @@ class NGSplatModel(SplatfactoModel):
             backend=self.config.rasterizer_backend,
         )
         if self.training:
-            self.strategy.step_pre_backward(self.gauss_params, self.optimizers, self.strategy_state, self.step, self.info)
+            self.strategy.step_pre_backward(
+                self.gauss_params, self.optimizers, self.strategy_state, self.step, self.info
+            )
 
         background = self.background_image(camera, self._get_background_color(), H, W)
         rgb = torch.clamp(render[..., :3] + (1 - alpha) * background, 0.0, 1.0)

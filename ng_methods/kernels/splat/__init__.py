@@ -10,7 +10,6 @@ from __future__ import annotations
 
 from typing import Dict, Literal, Optional, Tuple
 
-import torch
 from jaxtyping import Float
 from torch import Tensor
 
