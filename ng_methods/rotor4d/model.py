@@ -290,15 +290,3 @@ class Rotor4DGSModel(NGSplatModel):
                 num_neighbours=cfg.consistency_neighbours, time_scale=cfg.consistency_time_scale,
             )
         return loss_dict
-        cfg = self.config
-        if cfg.entropy_weight > 0:
-            opacities = torch.sigmoid(self.opacities[:, 0])
-            loss_dict["entropy_loss"] = cfg.entropy_weight * opacity_entropy_loss(
-                opacities, visible, cfg.entropy_invisible_weight
-            )
-        if cfg.consistency_weight > 0:
-            loss_dict["consistency_loss"] = cfg.consistency_weight * velocity_consistency_loss(
-                self.means[visible], self.times[visible, 0], self._last_slice.velocities[visible],
-                num_neighbours=cfg.consistency_neighbours, time_scale=cfg.consistency_time_scale,
-            )
-        return loss_dict

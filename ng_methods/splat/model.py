@@ -198,13 +198,17 @@ class NGSplatModel(SplatfactoModel):
             gaussians.ids = torch.where(crop_ids)[0]
         return gaussians
 
-    def gaussians_from_params(self, params: Dict[str, Tensor]) -> GaussiansToRender:
-        """Activate Splatfacto-layout attributes (log scales, opacity logits, SH or sigmoid colours) for rendering."""
-        colors = torch.cat([params["features_dc"][:, None, :], params["features_rest"]], dim=1)
-        if self.config.sh_degree > 0:
-            sh_degree: Optional[int] = self.sh_degree_to_use()
-        else:
-            colors, sh_degree = torch.sigmoid(colors[:, 0, :]), None
+    def gaussians_from_params(
+        self, params: Dict[str, Tensor], colors: Optional[Tensor] = None, sh_degree: Optional[int] = None
+    ) -> GaussiansToRender:
+        """Activate Splatfacto-layout attributes (log scales, opacity logits) for rendering, with Splatfacto's SH
+        (or sigmoid) colours unless a method passes its own ``colors`` and ``sh_degree``."""
+        if colors is None:
+            colors = torch.cat([params["features_dc"][:, None, :], params["features_rest"]], dim=1)
+            if self.config.sh_degree > 0:
+                sh_degree = self.sh_degree_to_use()
+            else:
+                colors, sh_degree = torch.sigmoid(colors[:, 0, :]), None
         return GaussiansToRender(
             means=params["means"],
             quats=params["quats"],

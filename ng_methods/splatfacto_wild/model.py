@@ -198,10 +198,14 @@ class SplatfactoWildModel(NGSplatModel):
         return blend_embeddings(weights, index_a, index_b, float(self.viewer_blend_weight.value))
 
     def appearance_embedding(self, camera: Cameras) -> Float[Tensor, "E"]:
-        """Training cameras use their own embedding (``cam_idx``); others the default (or an override)."""
+        """In training each image uses its own embedding (``cam_idx``); otherwise the viewer's choice (or an override).
+
+        Outside training ``cam_idx`` is ignored on purpose: nerfstudio's viewer tags every render with the last
+        clicked training camera (0 by default), which would make the appearance sliders do nothing.
+        """
         if self._embedding_override is not None:
             return self._embedding_override
-        if camera.metadata and "cam_idx" in camera.metadata:
+        if self.training and camera.metadata and "cam_idx" in camera.metadata:
             index = torch.tensor(int(camera.metadata["cam_idx"]), device=self.appearance_embeds.weight.device)
             return self.appearance_embeds(index)
         return self.default_embedding()
@@ -246,14 +250,7 @@ class SplatfactoWildModel(NGSplatModel):
     def gaussians_for_camera(self, camera: Cameras, crop_ids: Optional[Tensor]) -> GaussiansToRender:
         params = {name: p if crop_ids is None else p[crop_ids] for name, p in self.gauss_params.items()}
         colors = self.color_model(self.appearance_embedding(camera), params["appearance_features"])
-        return GaussiansToRender(
-            means=params["means"],
-            quats=params["quats"],
-            scales=torch.exp(params["scales"]),
-            opacities=torch.sigmoid(params["opacities"]).squeeze(-1),
-            colors=colors,
-            sh_degree=self.sh_degree_to_use(),
-        )
+        return self.gaussians_from_params(params, colors=colors, sh_degree=self.sh_degree_to_use())
 
     def background_sh_degree_to_use(self) -> int:
         interval = max(self.config.sh_degree_interval // 2, 1)

@@ -89,10 +89,15 @@ def test_appearance_embeddings_change_the_rendering(trained_pipeline):
         from_slider = model.get_outputs_for_camera(camera)["rgb"]
         model.viewer_blend_image.value, model.viewer_blend_weight.value = 1, 1.0
         blended_fully = model.get_outputs_for_camera(camera)["rgb"]
+        # the viewer tags its cameras with the last clicked training image; the sliders must still win
+        camera.metadata = {"cam_idx": 0}
+        tagged = model.get_outputs_for_camera(camera)["rgb"]
+        camera.metadata = None
     model.viewer_appearance_image.value, model.viewer_blend_image.value, model.viewer_blend_weight.value = -1, -1, 0.0
     assert (first - second).abs().mean() > 1e-3
     torch.testing.assert_close(from_slider, first)
     torch.testing.assert_close(blended_fully, second)
+    torch.testing.assert_close(tagged, second)
     # the viewer finds the sliders as custom elements of the pipeline
     names = {element.name for _, element in parse_object(pipeline, ViewerElement, "Custom Elements")}
     assert {"Appearance of training image (-1 = mean)", "Blend weight"} <= names
