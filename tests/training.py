@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
 from pathlib import Path
 from typing import Callable, List, Optional
 
+import torch
 from nerfstudio.engine.trainer import Trainer, TrainerConfig
 
 
@@ -87,3 +89,48 @@ def run_ns_export(args: List[str], timeout: float = 600) -> subprocess.Completed
         [sys.executable, "-c", _EXPORTER_WITHOUT_OPEN3D, *args], capture_output=True, text=True, timeout=timeout,
         env=cli_env(),
     )
+
+
+def train_and_check(config: TrainerConfig, fresh_config: TrainerConfig, loss_key: str = "main_loss",
+                    min_gain_db: float = 1.0, check_cli: bool = True,
+                    on_loss: Optional[Callable[[dict], None]] = None, max_loss_ratio: float = 0.8):
+    """Train; the loss falls, eval PSNR beats an untrained model, ns-eval and ns-render load the checkpoint."""
+    torch.manual_seed(0)
+    losses: List[float] = []
+
+    def record(loss_dict):
+        losses.append(loss_dict[loss_key])
+        if on_loss is not None:
+            on_loss(loss_dict)
+
+    trainer = train(config, on_loss=record)
+    assert len(losses) == config.max_num_iterations
+    first, last = sum(losses[:5]) / 5, sum(losses[-5:]) / 5
+    assert last < max_loss_ratio * first, f"loss did not fall: {first:.4f} -> {last:.4f}"
+
+    trained = trainer.pipeline.get_average_eval_image_metrics()["psnr"]
+    torch.manual_seed(0)
+    fresh_config.set_timestamp()
+    fresh = fresh_config.setup(local_rank=0, world_size=1)
+    fresh.setup()
+    untrained = fresh.pipeline.get_average_eval_image_metrics()["psnr"]
+    assert trained > untrained + min_gain_db, f"eval PSNR {untrained:.2f} -> {trained:.2f}"
+
+    config_path = config.get_base_dir() / "config.yml"
+    assert len(list(config.get_checkpoint_dir().glob("*.ckpt"))) == 1
+    if check_cli:
+        out = Path(config.output_dir)
+        metrics_path = out / "eval.json"
+        result = run_cli(["ns-eval", "--load-config", str(config_path), "--output-path", str(metrics_path)])
+        assert result.returncode == 0, result.stderr[-3000:]
+        eval_psnr = json.loads(metrics_path.read_text())["results"]["psnr"]
+        assert eval_psnr > untrained, (eval_psnr, untrained)  # ns-eval scores the test split, training the val split
+
+        video = out / "render.mp4"
+        result = run_cli([
+            "ns-render", "interpolate", "--load-config", str(config_path), "--output-path", str(video),
+            "--interpolation-steps", "2", "--frame-rate", "4", "--downscale-factor", "2",
+        ])
+        assert result.returncode == 0, result.stderr[-3000:]
+        assert video.stat().st_size > 1000
+    return trainer, config_path

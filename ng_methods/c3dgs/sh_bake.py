@@ -13,12 +13,12 @@ from __future__ import annotations
 import math
 
 import torch
-from gsplat.cuda._torch_impl import _eval_sh_bases_fast
 from jaxtyping import Float
 from torch import Tensor
 
 from ng_methods.c3dgs.color_field import ColorField
 from ng_methods.splat.sh import SH_C0, num_sh_bases
+from ng_methods.splat.sh import sh_basis as sh_basis_unit
 
 
 def fibonacci_directions(count: int, device: torch.device | str = "cpu") -> Float[Tensor, "count 3"]:
@@ -32,7 +32,7 @@ def fibonacci_directions(count: int, device: torch.device | str = "cpu") -> Floa
 
 def sh_basis(directions: Float[Tensor, "k 3"], degree: int = 3) -> Float[Tensor, "k b"]:
     """Real SH basis values in gsplat's order (what its rasteriser multiplies the coefficients by)."""
-    return _eval_sh_bases_fast(num_sh_bases(degree), torch.nn.functional.normalize(directions, dim=-1))
+    return sh_basis_unit(degree, torch.nn.functional.normalize(directions, dim=-1))
 
 
 def fit_sh(values: Float[Tensor, "n k 3"], directions: Float[Tensor, "k 3"],

@@ -22,7 +22,8 @@ from torch.nn import Parameter
 
 from ng_methods.dynamic.times import camera_time
 from ng_methods.gaussian_flow.dddm import dddm_residual, map_time
-from ng_methods.gaussian_flow.losses import knn_indices, knn_rigidity_loss, temporal_smoothness_loss
+from ng_methods.gaussian_flow.losses import knn_rigidity_loss, temporal_smoothness_loss
+from ng_methods.splat.knn import nearest_neighbours
 from ng_methods.splat.model import GaussiansToRender, NGSplatModel, NGSplatModelConfig
 
 # (gauss_params name of the trajectory, static attribute it deforms, attribute width)
@@ -166,7 +167,8 @@ class GaussianFlowModel(NGSplatModel):
         if self._knn is None or self._knn[1].shape[0] != n or self.step % self.config.refine_every == 0:
             with torch.no_grad():
                 means0 = self.deformed_attributes(torch.zeros(()))["means"]
-                sq_dists, neighbours = knn_indices(means0, self.config.rigidity_neighbours)
+                # Euclidean, as the paper (D3DGS measures |‖x_i‖² − ‖x_j‖²| instead)
+                sq_dists, neighbours = nearest_neighbours(means0, self.config.rigidity_neighbours, exclude_self=True)
                 self._knn = (torch.exp(-self.config.rigidity_theta * sq_dists), neighbours)
         return self._knn
 

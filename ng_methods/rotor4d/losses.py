@@ -10,10 +10,12 @@
 from __future__ import annotations
 
 import torch
-from jaxtyping import Bool, Float, Int
+from jaxtyping import Bool, Float
 from torch import Tensor
 
-__all__ = ["knn_indices", "opacity_entropy_loss", "velocity_consistency_loss"]
+from ng_methods.splat.knn import nearest_neighbours
+
+__all__ = ["opacity_entropy_loss", "velocity_consistency_loss"]
 
 DUPLICATE_DIST2 = 1e-7
 """Squared distance under which a neighbour counts as the point itself (the official mask)."""
@@ -33,23 +35,6 @@ def opacity_entropy_loss(
     return loss
 
 
-@torch.no_grad()
-def knn_indices(
-    points: Float[Tensor, "N D"], k: int, max_pairs_per_chunk: int = 1 << 26
-) -> tuple[Int[Tensor, "N k"], Float[Tensor, "N k"]]:
-    """The ``k`` nearest points of every point (itself included) and their squared distances, by chunked cdist."""
-    num = points.shape[0]
-    k = min(k, num)
-    chunk = max(1, max_pairs_per_chunk // max(num, 1))
-    indices, dists = [], []
-    for start in range(0, num, chunk):
-        d2 = torch.cdist(points[start:start + chunk], points).square()
-        values, idx = torch.topk(d2, k, dim=1, largest=False)
-        indices.append(idx)
-        dists.append(values)
-    return torch.cat(indices), torch.cat(dists)
-
-
 def velocity_consistency_loss(
     means: Float[Tensor, "N 3"],
     times: Float[Tensor, "N"],
@@ -61,7 +46,7 @@ def velocity_consistency_loss(
     if means.shape[0] < 2:
         return velocities.sum() * 0.0
     points = torch.cat([means.detach(), times.detach()[:, None] * time_scale], dim=-1)
-    idx, dist2 = knn_indices(points, num_neighbours)
+    dist2, idx = nearest_neighbours(points, num_neighbours)
     k = idx.shape[1]
     valid = (dist2 > DUPLICATE_DIST2).to(velocities.dtype)  # [N, k]
     count = valid.sum(dim=1, keepdim=True)

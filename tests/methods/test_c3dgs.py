@@ -12,8 +12,8 @@ from ng_methods.c3dgs.cli import CompactToPly, ExportCompact
 from ng_methods.c3dgs.compact import load_compact
 from ng_methods.c3dgs.mask import kept_gaussians
 from tests.c3dgs.test_compact import MAX_PIXEL_ERROR, MIN_PSNR_DB, read_ply
-from tests.methods.splat_training import reduce_splat_for_cpu, train_and_check
-from tests.training import run_ns_export
+from tests.methods.splat_training import reduce_splat_for_cpu
+from tests.training import run_ns_export, train_and_check
 
 STEPS = 40
 NUM_GAUSSIANS = 1500

@@ -13,8 +13,8 @@ from method_configs.gaussian_flow import gaussian_flow, gaussian_flow_compressed
 from ng_methods.compression.dynamic_codec import load_compact
 from ng_methods.data.dnerf import NgDNeRFDataParserConfig
 from tests.conftest import DATA_DIR, make_blender_subset
-from tests.methods.splat_training import reduce_splat_for_cpu, train_and_check
-from tests.training import run_cli, train
+from tests.methods.splat_training import reduce_splat_for_cpu
+from tests.training import run_cli, train, train_and_check
 
 STEPS = 40
 

@@ -15,8 +15,8 @@ from method_configs._common import constant_adam
 from method_configs.dynamic import rotor4d_gs
 from ng_methods.data.dnerf import NgDNeRFDataParserConfig
 from tests.conftest import DATA_DIR
-from tests.methods.splat_training import reduce_splat_for_cpu, train_and_check
-from tests.training import run_cli, train
+from tests.methods.splat_training import reduce_splat_for_cpu
+from tests.training import run_cli, train, train_and_check
 
 DNERF_TINY = DATA_DIR / "dnerf-lego-tiny"
 STEPS = 30

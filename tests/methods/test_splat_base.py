@@ -8,8 +8,8 @@ import pytest
 import torch
 
 from method_configs.splat import ng_splatfacto
-from tests.methods.splat_training import reduce_splat_for_cpu, train_and_check
-from tests.training import run_ns_export, train
+from tests.methods.splat_training import reduce_splat_for_cpu
+from tests.training import run_ns_export, train, train_and_check
 
 STEPS = 40
 

@@ -15,8 +15,8 @@ from method_configs.wild import splatfacto_wild
 from ng_methods.splatfacto_wild.eval_protocol import left_columns
 from ng_methods.splatfacto_wild.strategy import WildStrategy
 from tests.conftest import DATA_DIR
-from tests.methods.splat_training import reduce_splat_for_cpu, train_and_check
-from tests.training import run_ns_export, train
+from tests.methods.splat_training import reduce_splat_for_cpu
+from tests.training import run_ns_export, train, train_and_check
 
 STEPS = 30
 

@@ -6,9 +6,10 @@ import math
 
 import torch
 
-from ng_methods.rotor4d.losses import knn_indices, opacity_entropy_loss, velocity_consistency_loss
+from ng_methods.rotor4d.losses import opacity_entropy_loss, velocity_consistency_loss
 from ng_methods.rotor4d.rotor import normalize_rotor, rotor_to_rotation
 from ng_methods.rotor4d.strategy import Rotor4DStrategy
+from ng_methods.splat.knn import nearest_neighbours
 
 
 def test_entropy_loss_values():
@@ -22,7 +23,7 @@ def test_entropy_loss_values():
 
 def test_knn_matches_brute_force():
     points = torch.randn(300, 4)
-    idx, dist2 = knn_indices(points, 5, max_pairs_per_chunk=1000)  # forces several chunks
+    dist2, idx = nearest_neighbours(points, 5, max_pairs_per_chunk=1000)  # forces several chunks
     brute = torch.cdist(points, points).square().topk(5, largest=False)
     torch.testing.assert_close(dist2, brute.values, atol=1e-5, rtol=1e-5)
     assert (idx[:, 0] == torch.arange(300)).all()  # the nearest point is the point itself

@@ -8,7 +8,8 @@ import pytest
 import torch
 from nerfstudio.cameras.cameras import Cameras
 
-from ng_methods.splatfacto_wild.background import BackgroundSHField, eval_sh, pixel_ray_directions, sh_basis
+from ng_methods.splat.sh import eval_sh, sh_basis
+from ng_methods.splatfacto_wild.background import BackgroundSHField, pixel_ray_directions
 
 
 def _directions(n: int = 64) -> torch.Tensor:

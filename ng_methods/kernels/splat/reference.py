@@ -23,7 +23,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-__all__ = ["rasterize_reference", "project_gaussians", "composite_tiles", "quat_scale_to_covar"]
+__all__ = ["rasterize_reference", "project_gaussians", "composite_tiles", "quat_scale_to_covar", "quat_to_rotmat"]
 
 ALPHA_MIN = 1.0 / 255.0
 ALPHA_MAX = 0.999
@@ -38,7 +38,8 @@ except Exception:  # pragma: no cover - gsplat missing or its layout changed
 
 
 # ----------------------------------------------------------------------------------------------- building blocks
-def _quat_to_rotmat(quats: Tensor) -> Tensor:
+def quat_to_rotmat(quats: Tensor) -> Tensor:
+    """Rotation matrices ``[..., 3, 3]`` of wxyz quaternions ``[..., 4]`` (normalised here)."""
     q = F.normalize(quats, p=2, dim=-1)
     w, x, y, z = q.unbind(-1)
     R = torch.stack(
@@ -54,7 +55,7 @@ def _quat_to_rotmat(quats: Tensor) -> Tensor:
 
 def quat_scale_to_covar(quats: Tensor, scales: Tensor) -> Tensor:
     """``R diag(s)^2 R^T`` from wxyz quaternions (normalised here) and linear scales. [N,4],[N,3] -> [N,3,3]."""
-    M = _quat_to_rotmat(quats) * scales[..., None, :]
+    M = quat_to_rotmat(quats) * scales[..., None, :]
     return M @ M.transpose(-1, -2)
 
 
