@@ -12,13 +12,13 @@ import torch
 from nerfstudio.configs.base_config import MachineConfig, ViewerConfig
 from nerfstudio.data.datamanagers.full_images_datamanager import FullImageDatamanagerConfig
 from nerfstudio.data.dataparsers.base_dataparser import DataParserConfig
-from nerfstudio.data.dataparsers.nerfstudio_dataparser import NerfstudioDataParserConfig
 from nerfstudio.engine.trainer import TrainerConfig
 from nerfstudio.models.base_model import ModelConfig
 from nerfstudio.pipelines.base_pipeline import VanillaPipelineConfig
 from nerfstudio.plugins.types import MethodSpecification
 
 from method_configs._common import splat_optimizers
+from ng_methods.data.nerfstudio_data import NgNerfstudioDataParserConfig
 from ng_methods.splat.model import NGSplatModelConfig
 
 SPLATFACTO_STEPS = 30000
@@ -35,7 +35,7 @@ def splat_trainer_config(
     """A Splatfacto-style trainer: one full image per step, images cached on the training device."""
     if datamanager is None:
         datamanager = FullImageDatamanagerConfig(
-            dataparser=dataparser or NerfstudioDataParserConfig(load_3D_points=True), cache_images_type="uint8"
+            dataparser=dataparser or NgNerfstudioDataParserConfig(load_3D_points=True), cache_images_type="uint8"
         )
     return TrainerConfig(
         method_name=method_name,

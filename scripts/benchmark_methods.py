@@ -59,6 +59,8 @@ def parse_args(argv: Optional[List[str]]) -> argparse.Namespace:
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA, help="scene directory")
     parser.add_argument("--dataparser", default="blender", help="'blender': a method's own Blender parser, else "
                         "nerfstudio's blender-data; 'method': each method's default; or a dataparser name")
+    parser.add_argument("--skip-missing-images", action="store_true", help="with --dataparser ng-nerfstudio-data: "
+                        "train on the frames whose images exist (instant-ngp's fox lists 67 frames, ships 50)")
     parser.add_argument("--max-steps", type=int, default=None, help="training steps per method")
     parser.add_argument("--time-budget-s", type=float, default=None, help="wall-clock training budget per method")
     parser.add_argument("--eval-split", default="test", choices=["test", "val"])
@@ -123,7 +125,7 @@ def cuda_only_reason(config) -> Optional[str]:
     return None
 
 
-def choose_dataparser(config, choice: str, data: Path) -> None:
+def choose_dataparser(config, choice: str, data: Path, skip_missing_images: bool = False) -> None:
     from nerfstudio.configs.dataparser_configs import all_dataparsers
     from nerfstudio.data.dataparsers.blender_dataparser import BlenderDataParserConfig
 
@@ -136,6 +138,10 @@ def choose_dataparser(config, choice: str, data: Path) -> None:
         datamanager.dataparser = copy.deepcopy(all_dataparsers[choice])
     datamanager.data = data
     datamanager.dataparser.data = data
+    if skip_missing_images:
+        if not hasattr(datamanager.dataparser, "skip_missing_images"):
+            raise SystemExit(f"--skip-missing-images needs --dataparser ng-nerfstudio-data, not {choice!r}")
+        datamanager.dataparser.skip_missing_images = True
 
 
 def reduce_sizes(config) -> None:
@@ -151,7 +157,7 @@ def reduce_sizes(config) -> None:
 
 def prepare_config(name: str, args: argparse.Namespace):
     config = method_config(name)
-    choose_dataparser(config, args.dataparser, args.data)
+    choose_dataparser(config, args.dataparser, args.data, args.skip_missing_images)
     if args.reduced:
         reduce_sizes(config)
     config.machine.device_type = args.device

@@ -16,6 +16,9 @@ from tests.training import run_cli
 _SECTION = (Path(__file__).parents[1] / "pyproject.toml").read_text().split(
     '[project.entry-points."nerfstudio.method_configs"]')[1].split("\n[")[0]
 METHODS = re.findall(r"^([\w.-]+)\s*=", _SECTION, flags=re.M)
+_PARSER_SECTION = (Path(__file__).parents[1] / "pyproject.toml").read_text().split(
+    '[project.entry-points."nerfstudio.dataparser_configs"]')[1].split("\n[")[0]
+DATAPARSERS = re.findall(r"^([\w.-]+)\s*=", _PARSER_SECTION, flags=re.M)
 
 
 @pytest.mark.slow
@@ -24,6 +27,16 @@ def test_ns_train_help_lists_every_method():
     assert result.returncode == 0, result.stderr[-2000:]
     for method in METHODS:
         assert method in result.stdout, f"{method} missing from ns-train --help"
+
+
+@pytest.mark.slow
+def test_every_dataparser_is_a_subcommand():
+    """A method whose default dataparser is not registered makes ns-train exit; ours are all registered."""
+    assert "ng-nerfstudio-data" in DATAPARSERS
+    result = run_cli(["ns-train", "ng-splatfacto", "--help"])
+    assert result.returncode == 0, result.stderr[-2000:]
+    for name in DATAPARSERS:
+        assert name in result.stdout, f"{name} missing from ns-train ng-splatfacto --help"
 
 
 def _break_missing_image(scene):

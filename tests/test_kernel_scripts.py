@@ -135,3 +135,15 @@ def test_staged_backward_gives_the_gradients_of_one_backward(scripts):
         torch.testing.assert_close(got, want)
     assert split["encoding"] > 0 and split["mlp"] > 0 and split["other"] >= 0
     assert split["total"] == pytest.approx(split["encoding"] + split["mlp"] + split["fused"] + split["other"])
+
+
+def test_benchmark_splat_writes_json_and_markdown(scripts, tmp_path):
+    bench = scripts("benchmark_splat")
+    argv = ["--device", "cpu", "--gaussians", "200", "--sizes", "32", "--repeats", "1", "--output-dir", str(tmp_path)]
+    assert bench.main(argv) == 0
+    report = json.loads(_only(tmp_path, "splat-cpu-*.json").read_text())
+    assert report["provenance"]["argv"][1:] == argv and report["provenance"]["machine"]["device"] == "cpu"
+    (row,) = report["rows"]
+    assert row["backend"] == "torch" and row["gaussians"] == 200 and row["size"] == 32
+    assert row["forward_s"] > 0 and row["forward_backward_s"] > 0 and row["peak_memory_gib"] > 0
+    assert "| torch | 200 | 32 |" in _only(tmp_path, "splat-cpu-*.md").read_text()

@@ -25,9 +25,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Dict, List, Type
+from typing import Any, Dict, Type
 
-import numpy as np
 from PIL import Image
 
 from nerfstudio.data.dataparsers.base_dataparser import DataparserOutputs
@@ -35,10 +34,9 @@ from nerfstudio.data.dataparsers.blender_dataparser import Blender, BlenderDataP
 
 from ng_methods.data.validation import (
     DataValidationError,
+    check_frames,
     check_image_files,
     check_intrinsics,
-    check_poses,
-    format_list,
     load_json,
 )
 
@@ -65,51 +63,13 @@ def validate_blender_split(data: Path, split: str) -> Dict[str, Any]:
     path = data / f"transforms_{split}.json"
     meta = load_json(path)
 
-    if "frames" not in meta:
-        raise DataValidationError(
-            f"{path} has no 'frames' list (top-level keys: {format_list(sorted(meta)) or 'none'})"
-        )
-    frames = meta["frames"]
-    if not isinstance(frames, list):
-        raise DataValidationError(f"'frames' in {path} must be a list, got {type(frames).__name__}")
-    if not frames:
-        raise DataValidationError(f"'frames' in {path} is empty: the split '{split}' has no images")
+    file_paths, _ = check_frames(meta, path, empty_hint=f"the split '{split}' has no images")
     if "camera_angle_x" not in meta:
         raise DataValidationError(
             f"{path} has no 'camera_angle_x' (the horizontal field of view in radians, from which the focal "
             "length is computed)"
         )
     check_intrinsics(path, camera_angle_x=meta["camera_angle_x"])
-
-    file_paths: List[str] = []
-    matrices = []
-    for i, frame in enumerate(frames):
-        if not isinstance(frame, dict):
-            raise DataValidationError(f"Frame {i} in {path} must be an object, got {type(frame).__name__}")
-        missing = [k for k in ("file_path", "transform_matrix") if k not in frame]
-        if missing:
-            raise DataValidationError(
-                f"Frame {i} in {path} has no {' and no '.join(repr(k) for k in missing)}"
-                f" (keys: {format_list(sorted(frame)) or 'none'})"
-            )
-        if not isinstance(frame["file_path"], str):
-            raise DataValidationError(
-                f"'file_path' of frame {i} in {path} must be a string, got {frame['file_path']!r}"
-            )
-        try:
-            matrix = np.asarray(frame["transform_matrix"], dtype=np.float64)
-        except (TypeError, ValueError):
-            raise DataValidationError(
-                f"'transform_matrix' of frame {i} ({frame['file_path']}) in {path} is not a numeric matrix"
-            ) from None
-        if matrix.shape != (4, 4):
-            raise DataValidationError(
-                f"'transform_matrix' of frame {i} ({frame['file_path']}) in {path} has shape {matrix.shape}; "
-                "expected a 4x4 camera-to-world matrix"
-            )
-        file_paths.append(frame["file_path"])
-        matrices.append(matrix)
-    check_poses(np.stack(matrices), source=path, names=file_paths, what="frame")
 
     image_paths = [_blender_image_path(data, fp) for fp in file_paths]
     missing_paths = [(fp, p) for fp, p in zip(file_paths, image_paths) if not p.is_file()]

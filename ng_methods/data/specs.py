@@ -12,9 +12,12 @@ from nerfstudio.plugins.registry_dataparser import DataParserSpecification
 from ng_methods.data.blender import NgBlenderDataParserConfig
 from ng_methods.data.dnerf import NgDNeRFDataParserConfig
 from ng_methods.data.llff import LLFFDataParserConfig
+from ng_methods.data.nerfstudio_data import NgNerfstudioDataParserConfig
 from ng_methods.data.nonrigid import NonRigidDataParserConfig
 
-__all__ = ["llff_dataparser", "ng_blender_dataparser", "ng_dnerf_dataparser", "nonrigid_dataparser"]
+__all__ = [
+    "llff_dataparser", "ng_blender_dataparser", "ng_dnerf_dataparser", "ng_nerfstudio_dataparser", "nonrigid_dataparser",
+]
 
 llff_dataparser = DataParserSpecification(
     config=LLFFDataParserConfig(),
@@ -27,6 +30,14 @@ llff_dataparser = DataParserSpecification(
 ng_blender_dataparser = DataParserSpecification(
     config=NgBlenderDataParserConfig(),
     description="nerfstudio's Blender (NeRF-synthetic) dataparser with input validation at startup.",
+)
+
+ng_nerfstudio_dataparser = DataParserSpecification(
+    config=NgNerfstudioDataParserConfig(),
+    description=(
+        "nerfstudio's transforms.json dataparser (nerfstudio, instant-ngp scenes) with input validation at startup; "
+        "--skip-missing-images trains on the frames whose images exist."
+    ),
 )
 
 ng_dnerf_dataparser = DataParserSpecification(

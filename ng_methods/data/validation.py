@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import math
 from pathlib import Path
-from typing import Any, Dict, Iterable, List, Optional, Sequence, Union
+from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
@@ -23,6 +23,7 @@ __all__ = [
     "check_poses",
     "check_intrinsics",
     "format_list",
+    "check_frames",
 ]
 
 PathLike = Union[str, Path]
@@ -237,3 +238,57 @@ def check_intrinsics(
             raise DataValidationError(
                 f"Camera intrinsic '{key}' in {source} must be {rule}, got {arr[idx[0]]!r}{where}"
             )
+
+
+def check_frames(meta: Dict[str, Any], source: PathLike, empty_hint: str = "no images") -> Tuple[List[str], np.ndarray]:
+    """Check the ``frames`` list of a transforms JSON (Blender, D-NeRF, nerfstudio and instant-ngp formats).
+
+    Every frame must be an object with a string ``file_path`` and a rigid, finite 4x4 ``transform_matrix``
+    (checked by :func:`check_poses`).
+
+    Returns:
+        The frames' ``file_path`` strings and their matrices ``[N, 4, 4]``.
+
+    Raises:
+        DataValidationError: naming ``source``, the frame and what is wrong with it.
+    """
+    if "frames" not in meta:
+        raise DataValidationError(
+            f"{source} has no 'frames' list (top-level keys: {format_list(sorted(meta)) or 'none'})"
+        )
+    frames = meta["frames"]
+    if not isinstance(frames, list):
+        raise DataValidationError(f"'frames' in {source} must be a list, got {type(frames).__name__}")
+    if not frames:
+        raise DataValidationError(f"'frames' in {source} is empty: {empty_hint}")
+    file_paths: List[str] = []
+    matrices = []
+    for i, frame in enumerate(frames):
+        if not isinstance(frame, dict):
+            raise DataValidationError(f"Frame {i} in {source} must be an object, got {type(frame).__name__}")
+        missing = [k for k in ("file_path", "transform_matrix") if k not in frame]
+        if missing:
+            raise DataValidationError(
+                f"Frame {i} in {source} has no {' and no '.join(repr(k) for k in missing)}"
+                f" (keys: {format_list(sorted(frame)) or 'none'})"
+            )
+        if not isinstance(frame["file_path"], str):
+            raise DataValidationError(
+                f"'file_path' of frame {i} in {source} must be a string, got {frame['file_path']!r}"
+            )
+        try:
+            matrix = np.asarray(frame["transform_matrix"], dtype=np.float64)
+        except (TypeError, ValueError):
+            raise DataValidationError(
+                f"'transform_matrix' of frame {i} ({frame['file_path']}) in {source} is not a numeric matrix"
+            ) from None
+        if matrix.shape != (4, 4):
+            raise DataValidationError(
+                f"'transform_matrix' of frame {i} ({frame['file_path']}) in {source} has shape {matrix.shape}; "
+                "expected a 4x4 camera-to-world matrix"
+            )
+        file_paths.append(frame["file_path"])
+        matrices.append(matrix)
+    poses = np.stack(matrices)
+    check_poses(poses, source=source, names=file_paths, what="frame")
+    return file_paths, poses

@@ -10,6 +10,9 @@ Mirrors gsplat 1.4.0 ``rasterization(..., packed=False, rasterize_mode="classic"
   ``radius`` box overlaps it (same tile ranges as ``isect_tiles``), per-tile depth sort, pixel centres
   ``(x + 0.5, y + 0.5)``, ``alpha = min(0.999, o exp(-sigma))``, skip ``sigma < 0`` or ``alpha < 1/255``, stop
   (exclusively) at the first Gaussian with ``T (1 - alpha) <= 1e-4``, ``colour += T_final * background``.
+  A tile's per-pixel intermediates (``[256, M]`` each) are not kept for backward when the tile is large: they
+  are recomputed then (activation checkpointing), so memory stays bounded at full resolution (800x800 with 1e5
+  Gaussians needs tens of GB otherwise) at the cost of a second forward pass over those tiles.
 
 Everything is autograd-differentiable (means, quats, scales / covars, opacities, colours, also viewmats / Ks).
 Only gsplat's CPU-capable torch helpers are imported (no CUDA extension is touched).
@@ -21,6 +24,7 @@ from typing import Callable, Dict, Optional, Tuple
 
 import torch
 import torch.nn.functional as F
+import torch.utils.checkpoint
 from torch import Tensor
 
 __all__ = ["rasterize_reference", "project_gaussians", "composite_tiles", "quat_scale_to_covar", "quat_to_rotmat"]
@@ -28,6 +32,8 @@ __all__ = ["rasterize_reference", "project_gaussians", "composite_tiles", "quat_
 ALPHA_MIN = 1.0 / 255.0
 ALPHA_MAX = 0.999
 T_MIN = 1e-4
+RECOMPUTE_MIN_PAIRS = 1 << 16
+"""Tiles with at least this many pixel-Gaussian pairs recompute their intermediates in backward."""
 
 try:  # gsplat's torch reference pieces (work on CPU, verified for gsplat 1.4.0)
     from gsplat.cuda._torch_impl import _fully_fused_projection as _gs_projection
@@ -161,13 +167,17 @@ def _absgrad_sink(buffer: Tensor, camera: int, gaussian_ids: Tensor) -> Callable
 def composite_tiles(
     means2d: Tensor, conics: Tensor, opacities: Tensor, colors: Tensor, depths: Tensor, radii: Tensor,
     width: int, height: int, tile_size: int = 16, backgrounds: Optional[Tensor] = None,
-    absgrad_buffer: Optional[Tensor] = None,
+    absgrad_buffer: Optional[Tensor] = None, recompute_min_pairs: Optional[int] = None,
 ) -> Tuple[Tensor, Tensor]:
     """Tile-based compositing of projected Gaussians (``[C,N,...]`` inputs, ``radii > 0`` = visible).
 
     Returns ``render_colors [C,H,W,D]`` and ``render_alphas [C,H,W,1]`` (``alpha = 1 - T_final``). When
     ``absgrad_buffer [C,N,2]`` is given, backward adds the per-pixel absolute means2d gradients into it.
+    Tiles with ``pixels * Gaussians >= recompute_min_pairs`` (default :data:`RECOMPUTE_MIN_PAIRS`) are
+    checkpointed: same values and gradients, less memory, a second forward pass in backward.
     """
+    if recompute_min_pairs is None:
+        recompute_min_pairs = RECOMPUTE_MIN_PAIRS
     C, N = radii.shape
     D = colors.shape[-1]
     device, dtype = means2d.device, means2d.dtype
@@ -209,7 +219,11 @@ def composite_tiles(
                     sink = None
                     if absgrad_buffer is not None:
                         sink = _absgrad_sink(absgrad_buffer, c, vis[ids])
-                    rc, rT = _composite_block(pix, m2d[ids], con[ids], opa[ids], col[ids], sink)
+                    block_inputs = (pix, m2d[ids], con[ids], opa[ids], col[ids], sink)
+                    if torch.is_grad_enabled() and pix.shape[0] * ids.numel() >= recompute_min_pairs:
+                        rc, rT = torch.utils.checkpoint.checkpoint(_composite_block, *block_inputs, use_reentrant=False)
+                    else:
+                        rc, rT = _composite_block(*block_inputs)
                     tiles_c.append(rc.reshape(tile_size, tile_size, D))
                     tiles_T.append(rT.reshape(tile_size, tile_size))
             zc = means2d.new_zeros(tile_size, tile_size, D)
