@@ -1,6 +1,6 @@
 """Initial Gaussians for the splat base: from SfM seed points when the dataparser has them, else uniform random.
 
-Device-free (Splatfacto's own initialisation calls ``.cuda()``); the trainer moves the model afterwards.
+Device-free (Splatfacto's own initialisation hard-codes the CUDA device); the trainer moves the model afterwards.
 """
 
 from __future__ import annotations

@@ -2,7 +2,7 @@
 
 What changes against ``nerfstudio.models.splatfacto.SplatfactoModel`` (1.1.5):
 
-* no ``.cuda()``: initial parameters and intrinsics follow the model's device;
+* no hard-coded CUDA device: initial parameters and intrinsics follow the model's device;
 * rasterisation goes through :func:`ng_methods.kernels.splat.rasterize` (gsplat on CUDA, the pure-PyTorch
   reference on CPU, both feeding gsplat's ``DefaultStrategy`` the same ``info`` including ``absgrad``);
 * LPIPS is only built from cached weights (never downloaded); metrics via :func:`ng_methods.metrics.image_metrics`;
