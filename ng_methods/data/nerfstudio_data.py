@@ -94,8 +94,9 @@ def write_filtered_scene(data: Path, meta: Dict[str, Any], drop: List[int], cach
         if entry == source or link.name == "transforms.json" or link.is_symlink() or link.exists():
             continue
         link.symlink_to(entry.resolve(), target_is_directory=entry.is_dir())
-    dropped = {meta["frames"][i]["file_path"] for i in drop}
-    kept = dict(meta, frames=[frame for i, frame in enumerate(meta["frames"]) if i not in set(drop)])
+    drop_set = set(drop)
+    dropped = {meta["frames"][i]["file_path"] for i in drop_set}
+    kept = dict(meta, frames=[frame for i, frame in enumerate(meta["frames"]) if i not in drop_set])
     for key in ("train_filenames", "val_filenames", "test_filenames"):  # nerfstudio's explicit splits
         if isinstance(kept.get(key), list):
             kept[key] = [name for name in kept[key] if name not in dropped]
