@@ -25,7 +25,7 @@ from ng_methods.kernels.grid_encoding import (
     resolve_backend,
 )
 from ng_methods.kernels.grid_encoding import reference as reference_module
-from ng_methods.kernels.grid_encoding.reference import _fma_half_to_float32, fma_to_float32, level_indexing
+from ng_methods.kernels.grid_encoding.reference import _fma_half_to_float32, fma_to_float32
 
 TOL = {
     torch.float16: dict(rtol=1e-3, atol=1e-5),  # one fp16 rounding of the output (half an ulp = 4.9e-4)
@@ -34,13 +34,15 @@ TOL = {
 }
 UINT32 = 0xFFFFFFFF
 TCNN_PRIMES = (1, 2654435761, 805459861, 3674653429, 2097192037, 1434869437, 2165219737)  # common_device.h
+TCNN_MAX_BASES = (0x0, 0xFFFFFFFF, 0xFFFF, 0x659, 0xFF, 0x54, 0x28, 0x17, 0xF, 0xB, 0x9)  # common_device.h, 2.x
 
 # Level 0 is dense with res**d == T exactly; levels 1, 2 have res**d > T and are hashed.
 BOUNDARY_2D = GridSpec(n_levels=3, log2_hashmap_size=8, base_resolution=16, per_level_scale=1.5, n_dims=2)
 BOUNDARY_3D = GridSpec(n_levels=3, log2_hashmap_size=12, base_resolution=16, per_level_scale=1.5)
 # Dense levels of 6**3 = 216 and 9**3 = 729 -> 736 rows: not powers of two, so `% T` sees the uint32 wraparound.
 DENSE_3D = GridSpec(n_levels=2, base_resolution=6, per_level_scale=1.5, grid_type="dense")
-# Index-only specs (tables too big to allocate): uint32 stride overflow in tcnn's dense-index loop.
+# Index-only specs (tables too big to allocate): resolutions past tcnn 2.x's MAX_BASES[3] = 1625 (a dense grid then
+# reads index 0; a hash grid hashes) and a huge level whose 1.x stride loop wrapped uint32.
 DENSE_2048 = GridSpec(n_levels=1, base_resolution=2048, per_level_scale=1.0, grid_type="dense")
 STRIDE_WRAP = GridSpec(n_levels=1, log2_hashmap_size=19, base_resolution=65536, per_level_scale=1.0)
 # Tiny specs for gradcheck: one dense and one hashed level each.
@@ -71,13 +73,17 @@ def tcnn_cells(point: list[float], scale: float) -> tuple[list[int], list[float]
 
 
 def tcnn_grid_index(local: list[int], spec: GridSpec, level: int) -> int:
-    """``grid_index`` with uint32 wraparound: dense row-major while ``stride <= T``, the prime hash past it."""
+    """tiny-cuda-nn 2.x ``grid_index`` (common_device.h @6ee3546, since f46b652) with uint32 wraparound: dense
+    row-major over every dim while ``resolution <= MAX_BASES[d]``, else ``stride = 0xFFFFFFFF``; hashed when
+    ``T < stride``."""
     resolution, table_size = spec.level_resolutions()[level], spec.level_sizes()[level]
-    stride, index, dim = 1, 0, 0
-    while dim < spec.n_dims and stride <= table_size:
-        index = (index + local[dim] * stride) & UINT32
-        stride = (stride * resolution) & UINT32
-        dim += 1
+    stride, index = 1, 0
+    if resolution <= TCNN_MAX_BASES[spec.n_dims]:
+        for dim in range(spec.n_dims):
+            index = (index + local[dim] * stride) & UINT32
+            stride = (stride * resolution) & UINT32
+    else:
+        stride = UINT32
     if spec.grid_type == "hash" and table_size < stride:
         index = 0
         for dim in range(spec.n_dims):
@@ -152,7 +158,7 @@ def test_boundary_specs_are_dense_then_hashed():
         assert resolutions[0] ** spec.n_dims == table_size and resolutions[1] ** spec.n_dims > table_size
         assert spec.level_sizes() == [table_size] * 3
         assert spec.level_is_hashed() == [False, True, True]
-        assert [level_indexing(spec, level)[3] for level in range(3)] == [False, True, True]
+        assert [spec.level_indexing(level).hashed for level in range(3)] == [False, True, True]
 
 
 @pytest.mark.parametrize("spec", [BOUNDARY_2D, BOUNDARY_3D, DENSE_3D, DENSE_2048, STRIDE_WRAP], ids=spec_id)
@@ -189,11 +195,30 @@ def test_cells_saturate_at_the_int32_bounds():
         assert grid_level_indices(subset, spec, 0).tolist() == expected
 
 
-def test_stride_overflow_follows_tcnn_not_the_spec_flag():
-    # 65536**2 wraps tcnn's uint32 stride to 0, so `T < stride` fails and tcnn indexes the level densely (z is
-    # dropped) although res**3 > T; the reference replays that, GridSpec.level_is_hashed reports the intent.
+def test_huge_levels_are_hashed_as_in_tcnn_2():
+    # tcnn 1.x wrapped its uint32 stride (65536**2 -> 0) and indexed such a level densely with z dropped; tcnn 2.x
+    # (f46b652) hashes every level past MAX_BASES[d]. Spec, reference and the old-bug repro all agree on 2.x.
     assert STRIDE_WRAP.level_is_hashed() == [True]
-    assert level_indexing(STRIDE_WRAP, 0) == (65536, 2**19, 3, False)
+    assert STRIDE_WRAP.level_indexing(0).factors == HASH_PRIMES[:3]
+    wide = GridSpec(n_levels=1, n_features_per_level=1, log2_hashmap_size=22, base_resolution=2048, per_level_scale=1.0)
+    assert wide.level_is_hashed() == [True]
+    rows = grid_level_indices(torch.tensor([[0.3, 0.6, 0.1], [0.3, 0.6, 0.9]]), wide, 0)
+    assert not set(rows[0].tolist()) & set(rows[1].tolist())  # 1.x read the same rows for both (z dropped)
+    assert hashgrid_spec(1.0, 22).level_is_hashed()[15] and hashgrid_spec(1.0, 22).level_resolutions()[15] == 2048
+    assert DENSE_2048.level_indexing(0).factors == (0, 0, 0)  # tcnn 2.x: a dense grid past MAX_BASES reads row 0
+
+
+@pytest.mark.parametrize("spec", [hashgrid_spec(), hashgrid_spec(4.0), multires_densegrid_spec(), BOUNDARY_3D])
+def test_shipped_presets_index_alike_in_tcnn_1_and_2(spec):
+    # Checkpoints of the shipped presets keep their meaning: tcnn 1.x's stride loop never wraps for them.
+    for level in range(spec.n_levels):
+        resolution, table_size = spec.level_resolutions()[level], spec.level_sizes()[level]
+        stride, dims = 1, 0
+        while dims < spec.n_dims and stride <= table_size:
+            stride, dims = stride * resolution, dims + 1
+        hashed_1x = spec.grid_type == "hash" and table_size < stride
+        assert stride < 2**32 and hashed_1x == spec.level_indexing(level).hashed
+        assert hashed_1x or dims == spec.n_dims
 
 
 @pytest.mark.parametrize("spec", [BOUNDARY_2D, BOUNDARY_3D, DENSE_3D], ids=spec_id)
@@ -306,7 +331,7 @@ def points_off_cell_boundaries(spec: GridSpec, n: int, margin: float = 1e-3, see
 def test_gradcheck_and_gradgradcheck(spec, row_wise, monkeypatch):
     if row_wise:  # big levels read their table row-wise: force that path on these tiny tables
         monkeypatch.setattr(reference_module, "_ROW_WISE_BYTES", 0)
-    assert [level_indexing(spec, level)[3] for level in range(2)] == [False, True]
+    assert [spec.level_indexing(level).hashed for level in range(2)] == [False, True]
     points = points_off_cell_boundaries(spec, 6).requires_grad_()
     table = random_table(spec, torch.float64).requires_grad_()
 
@@ -342,7 +367,6 @@ def test_preset_sizes():
     assert spec.level_is_hashed() == [False] * 5 + [True] * 11  # 59**3 <= 2**19 < 81**3
     assert spec.level_sizes()[:6] == [4096, 12168, 29792, 79512, 205384, 2**19]  # 23**3 = 12167 padded to 12168
     assert spec.n_params == 6098120 and spec.n_output_dims == 32
-    assert [level_indexing(spec, level)[3] for level in range(16)] == spec.level_is_hashed()
     dense = multires_densegrid_spec()
     assert dense.level_resolutions() == [16, 22, 29, 40, 53, 71, 96, 128]
     assert not any(dense.level_is_hashed()) and dense.n_params == 3591816 and dense.n_output_dims == 16

@@ -247,7 +247,7 @@ def test_kernel_rows_match_grid_level_indices(spec):
         torch.testing.assert_close(rows[:, level] - offset, grid_level_indices(positions, spec, level), rtol=0, atol=0)
 
 
-def test_level_constants_follow_tcnn_stride_loop():
+def test_level_constants_follow_tcnn_2_indexing():
     scales, rows = grid_triton.level_constants(HASH_3D)
     assert scales == [4.0, 9.0, 19.0, 39.0]
     assert rows == [
@@ -256,8 +256,8 @@ def test_level_constants_follow_tcnn_stride_loop():
         [1024, 1128, 1, 1, 2654435761, 805459861],
         [1024, 2152, 1, 1, 2654435761, 805459861],
     ]
-    # 65536**2 wraps tcnn's uint32 stride to 0: indexed densely over (x, y), z dropped, although res**3 > T.
-    assert grid_triton.level_constants(STRIDE_WRAP)[1] == [[2**19, 0, 0, 1, 65536, 0]]
+    # tcnn 1.x wrapped its uint32 stride (65536**2 -> 0) and dropped z; tcnn 2.x hashes levels past MAX_BASES.
+    assert grid_triton.level_constants(STRIDE_WRAP)[1] == [[2**19, 0, 1, 1, 2654435761, 805459861]]
 
 
 # ------------------------------------------------------------------------------------------ dispatch and inputs

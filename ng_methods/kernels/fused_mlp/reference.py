@@ -56,7 +56,9 @@ def encode_and_mlp_reference(
 
     Returns:
         ``[n, out]`` in float32 (float64 when the table or a weight is float64). Differentiable w.r.t. positions,
-        table and weights.
+        table and weights. A point whose encoding has a NaN (a non-finite or float32-overflowing coordinate, see
+        ``grid_encode_reference``) gets NaN outputs and adds nothing to any gradient (tiny-cuda-nn would spread the
+        NaN into the table and weight gradients, i.e. to every other point).
 
     Example:
         >>> spec = GridSpec(n_levels=2, n_features_per_level=2, log2_hashmap_size=10, base_resolution=4)
@@ -69,8 +71,10 @@ def encode_and_mlp_reference(
     check_mlp_weights(weights, spec.n_output_dims, positions.device)
     compute = mlp_compute_dtype(table, weights)
     x = grid_encode_reference(positions, table, spec).to(compute)
+    bad = x.isnan().any(dim=1, keepdim=True)  # NaN outputs that add nothing to any gradient
+    x = torch.where(bad, 0.0, x)
     for index, weight in enumerate(weights):
         x = x.to(weight.dtype).to(compute) @ weight.to(compute).T
         if index < len(weights) - 1:
             x = torch.relu(x)
-    return x
+    return torch.where(bad, float("nan"), x)

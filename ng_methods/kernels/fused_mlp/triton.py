@@ -2,12 +2,13 @@
 
 Forward (``_fwd_kernel``, grid ``cdiv(n, BLOCK)``): a program takes ``BLOCK`` points and evaluates *all* levels at
 once on ``[BLOCK, L_PAD]`` tiles (one column per level: the level loop is vectorised inside the program), with tcnn's
-exact indexing: ``pos = fma(scale, x, 0.5)`` in fp32, saturating float->int32 cell, uint32 wrap-around, dense index
-over the first dims while the stride fits, XOR-prime hash for hashed levels, ``% table_size``. A (not unrolled) loop
-over the ``2**d`` corners gathers ``[BLOCK, L_PAD, F_PAD]`` tiles into the encoding, which is reshaped to the
-level-major ``[BLOCK, K_PAD]`` (``K_PAD = L_PAD * F_PAD >= 16`` for ``tl.dot``; padded columns meet zero weight rows)
-and fed through the MLP with ``tl.dot`` (fp32 weights: ``FP32_DOT_PRECISION``; fp16 weights: fp16 operands, fp32
-accumulation). Only the ``[n, out]`` output is written.
+exact indexing: ``pos = fma(scale, x, 0.5)`` in fp32 (exact under every interpreter too: ``kernels.triton_fma``),
+saturating float->int32 cell, uint32 wrap-around, tcnn 2.x's dense index or XOR-prime hash
+(``GridSpec.level_indexing``), ``% table_size``. A (not unrolled) loop over the ``2**d`` corners gathers
+``[BLOCK, L_PAD, F_PAD]`` tiles into the encoding, which is reshaped to the level-major ``[BLOCK, K_PAD]``
+(``K_PAD = L_PAD * F_PAD >= 16`` for ``tl.dot``; padded columns meet zero weight rows) and fed through the MLP with
+``tl.dot`` (fp32 weights: ``FP32_DOT_PRECISION``; fp16 weights: fp16 operands, fp32 accumulation). Only the
+``[n, out]`` output is written.
 
 Backward (``_bwd_kernel``, a persistent grid of ``min(n_blocks, 2 * SMs)`` programs looping over blocks): each block
 *recomputes* the encoding and the MLP activations. Nothing but the inputs is saved: the backward needs every corner's
@@ -36,8 +37,8 @@ import triton
 import triton.language as tl
 from torch import Tensor
 
-from ng_methods.kernels.grid_encoding.reference import level_indexing
-from ng_methods.kernels.grid_encoding.spec import HASH_PRIMES, GridSpec
+from ng_methods.kernels.grid_encoding.spec import GridSpec
+from ng_methods.kernels.triton_fma import fma_emulated, fma_float32
 
 FORWARD_BLOCK, BACKWARD_BLOCK = 64, 64
 FORWARD_WARPS, BACKWARD_WARPS = 8, 8
@@ -50,9 +51,10 @@ _META_ROWS = 7  # scale bits, table size, offset, hashed, factor per dim (3)
 
 
 @triton.jit
-def _cell(x, scale):
+def _cell(x, scale, FMA_EMULATED: tl.constexpr):
     """tcnn's ``pos_fract``: uint32 cell (CUDA's saturating float->int, NaN -> 0) and fraction, ``[BLOCK, L_PAD]``."""
-    pos = tl.fma(x[:, None], scale, 0.5)
+    xs, scales = tl.broadcast(x[:, None], scale)
+    pos = fma_float32(xs, scales, tl.full(xs.shape, 0.5, tl.float32), FMA_EMULATED)
     floor = tl.floor(pos)
     clamped = tl.minimum(tl.maximum(floor, -2147483648.0), 2147483520.0)  # largest float32 below 2**31
     cell = tl.where(floor != floor, 0.0, clamped).to(tl.int32)
@@ -62,7 +64,7 @@ def _cell(x, scale):
 
 @triton.jit
 def _setup(pos_ptr, stride_pn, stride_pd, pts, pmask, meta_ptr, D: tl.constexpr, L: tl.constexpr,
-           L_PAD: tl.constexpr):
+           L_PAD: tl.constexpr, FMA_EMULATED: tl.constexpr):
     """Per-level constants as ``[1, L_PAD]`` rows and per-dim cells / fractions; missing dims are exact zeros."""
     lv = tl.arange(0, L_PAD)
     scale = tl.load(meta_ptr + lv).to(tl.float32, bitcast=True)[None, :]
@@ -72,12 +74,15 @@ def _setup(pos_ptr, stride_pn, stride_pd, pts, pmask, meta_ptr, D: tl.constexpr,
     fac0 = tl.load(meta_ptr + 4 * L_PAD + lv).to(tl.uint32, bitcast=True)[None, :]
     fac1 = tl.load(meta_ptr + 5 * L_PAD + lv).to(tl.uint32, bitcast=True)[None, :]
     fac2 = tl.load(meta_ptr + 6 * L_PAD + lv).to(tl.uint32, bitcast=True)[None, :]
-    cell0, fr0 = _cell(tl.load(pos_ptr + pts * stride_pn, mask=pmask, other=0.0), scale)
+    x0 = tl.load(pos_ptr + pts * stride_pn, mask=pmask, other=0.0)
+    cell0, fr0 = _cell(x0, scale, FMA_EMULATED)
     cell1, fr1, cell2, fr2 = tl.zeros_like(cell0), tl.zeros_like(fr0), tl.zeros_like(cell0), tl.zeros_like(fr0)
     if D > 1:
-        cell1, fr1 = _cell(tl.load(pos_ptr + pts * stride_pn + stride_pd, mask=pmask, other=0.0), scale)
+        x1 = tl.load(pos_ptr + pts * stride_pn + stride_pd, mask=pmask, other=0.0)
+        cell1, fr1 = _cell(x1, scale, FMA_EMULATED)
     if D > 2:
-        cell2, fr2 = _cell(tl.load(pos_ptr + pts * stride_pn + 2 * stride_pd, mask=pmask, other=0.0), scale)
+        x2 = tl.load(pos_ptr + pts * stride_pn + 2 * stride_pd, mask=pmask, other=0.0)
+        cell2, fr2 = _cell(x2, scale, FMA_EMULATED)
     lmask = (lv < L)[None, :] & pmask[:, None]
     return scale, size, offset, hashed, fac0, fac1, fac2, cell0, cell1, cell2, fr0, fr1, fr2, lmask
 
@@ -149,16 +154,29 @@ def _encode(table_ptr, size, offset, hashed, fac0, fac1, fac2, cell0, cell1, cel
 
 
 @triton.jit
+def _not_finite_rows(enc):
+    """``[BLOCK]``: points whose encoding has a NaN (a non-finite or float32-overflowing coordinate, or table)."""
+    return tl.max(tl.where(enc != enc, 1, 0), axis=1) > 0
+
+
+@triton.jit
+def _zero_nan(x):
+    return tl.where(x != x, 0.0, x)
+
+
+@triton.jit
 def _fwd_kernel(pos_ptr, stride_pn, stride_pd, table_ptr, meta_ptr, w_in, w_h1, w_h2, w_out, out_ptr, n,
                 D: tl.constexpr, L: tl.constexpr, F: tl.constexpr, L_PAD: tl.constexpr, F_PAD: tl.constexpr,
                 H: tl.constexpr, O: tl.constexpr, H_PAD: tl.constexpr, O_PAD: tl.constexpr, N_MID: tl.constexpr,
-                HALF: tl.constexpr, PRECISION: tl.constexpr, BLOCK: tl.constexpr):
+                HALF: tl.constexpr, PRECISION: tl.constexpr, FMA_EMULATED: tl.constexpr, BLOCK: tl.constexpr):
     pts = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
     pmask = pts < n
     scale, size, offset, hashed, fac0, fac1, fac2, cell0, cell1, cell2, fr0, fr1, fr2, lmask = _setup(
-        pos_ptr, stride_pn, stride_pd, pts, pmask, meta_ptr, D, L, L_PAD)
+        pos_ptr, stride_pn, stride_pd, pts, pmask, meta_ptr, D, L, L_PAD, FMA_EMULATED)
     x = _encode(table_ptr, size, offset, hashed, fac0, fac1, fac2, cell0, cell1, cell2, fr0, fr1, fr2, lmask,
                 D, F, F_PAD, L_PAD, BLOCK)
+    bad = _not_finite_rows(x)
+    x = tl.where(bad[:, None], 0.0, x)
     wt = _load_wt(w_in, L * F, H, L_PAD * F_PAD, H_PAD, F, F_PAD)
     x = tl.maximum(_mm(x, wt, HALF, PRECISION), 0.0)
     if N_MID > 0:
@@ -168,7 +186,7 @@ def _fwd_kernel(pos_ptr, stride_pn, stride_pd, table_ptr, meta_ptr, w_in, w_h1, 
         wt = _load_wt(w_h2, H, H, H_PAD, H_PAD, 1, 1)
         x = tl.maximum(_mm(x, wt, HALF, PRECISION), 0.0)
     wt = _load_wt(w_out, H, O, H_PAD, O_PAD, 1, 1)
-    y = _mm(x, wt, HALF, PRECISION)
+    y = tl.where(bad[:, None], float("nan"), _mm(x, wt, HALF, PRECISION))
     o = tl.arange(0, O_PAD)[None, :]
     tl.store(out_ptr + pts[:, None] * O + o, y, mask=pmask[:, None] & (o < O))
 
@@ -179,7 +197,7 @@ def _bwd_kernel(pos_ptr, stride_pn, stride_pd, table_ptr, meta_ptr, w_in, w_h1, 
                 D: tl.constexpr, L: tl.constexpr, F: tl.constexpr, L_PAD: tl.constexpr, F_PAD: tl.constexpr,
                 H: tl.constexpr, O: tl.constexpr, H_PAD: tl.constexpr, O_PAD: tl.constexpr, N_MID: tl.constexpr,
                 HALF: tl.constexpr, PRECISION: tl.constexpr, TABLE_GRAD: tl.constexpr, POS_GRAD: tl.constexpr,
-                BLOCK: tl.constexpr):
+                FMA_EMULATED: tl.constexpr, BLOCK: tl.constexpr):
     K: tl.constexpr = L * F
     K_PAD: tl.constexpr = L_PAD * F_PAD
     acc_in = tl.zeros((K_PAD, H_PAD), tl.float32)
@@ -195,10 +213,12 @@ def _bwd_kernel(pos_ptr, stride_pn, stride_pd, table_ptr, meta_ptr, w_in, w_h1, 
         pts = block * BLOCK + tl.arange(0, BLOCK)
         pmask = pts < n
         scale, size, offset, hashed, fac0, fac1, fac2, cell0, cell1, cell2, fr0, fr1, fr2, lmask = _setup(
-            pos_ptr, stride_pn, stride_pd, pts, pmask, meta_ptr, D, L, L_PAD)
+            pos_ptr, stride_pn, stride_pd, pts, pmask, meta_ptr, D, L, L_PAD, FMA_EMULATED)
         # Recompute the forward pass.
         x0 = _encode(table_ptr, size, offset, hashed, fac0, fac1, fac2, cell0, cell1, cell2, fr0, fr1, fr2, lmask,
                      D, F, F_PAD, L_PAD, BLOCK)
+        bad = _not_finite_rows(x0)  # NaN outputs that must add nothing to any gradient
+        x0 = tl.where(bad[:, None], 0.0, x0)
         x1 = tl.maximum(_mm(x0, _load_wt(w_in, K, H, K_PAD, H_PAD, F, F_PAD), HALF, PRECISION), 0.0)
         x_last = x1
         if N_MID > 0:
@@ -209,7 +229,7 @@ def _bwd_kernel(pos_ptr, stride_pn, stride_pd, table_ptr, meta_ptr, w_in, w_h1, 
             x_last = x3
         # Backpropagate through the MLP; dW^T = x^T @ dz is accumulated as [in, out] like the W^T tiles.
         dz = tl.load(dy_ptr + pts[:, None] * stride_gn + o * stride_go, mask=pmask[:, None] & (o < O), other=0.0)
-        dz = dz.to(tl.float32)
+        dz = tl.where(bad[:, None], 0.0, dz.to(tl.float32))
         acc_out += _mm(tl.trans(x_last), dz, HALF, PRECISION)
         dx = _mm(dz, _load_w(w_out, H, O, H_PAD, O_PAD, 1, 1), HALF, PRECISION)
         if N_MID > 1:
@@ -232,6 +252,7 @@ def _bwd_kernel(pos_ptr, stride_pn, stride_pd, table_ptr, meta_ptr, w_in, w_h1, 
         for C in tl.range(0, 1 << D, loop_unroll_factor=CORNER_UNROLL):
             row, w, g0, g1, g2 = _corner(C, size, offset, hashed, fac0, fac1, fac2, cell0, cell1, cell2,
                                          fr0, fr1, fr2)
+            w, g0, g1, g2 = _zero_nan(w), _zero_nan(g0), _zero_nan(g1), _zero_nan(g2)  # bad rows: d_enc is 0
             ptrs = row[:, :, None] * F + f
             if TABLE_GRAD:
                 tl.atomic_add(g_table + ptrs, w[:, :, None] * d_enc, mask=mask, sem="relaxed")
@@ -301,13 +322,9 @@ def _level_meta(spec: GridSpec, device: torch.device) -> Tensor:
     scales = torch.tensor(spec.level_scales(), dtype=torch.float32).view(torch.int32).to(torch.int64)
     offsets = spec.level_offsets()
     for level in range(spec.n_levels):
-        resolution, size, n_dense_dims, hashed = level_indexing(spec, level)
-        if hashed:
-            factors = list(HASH_PRIMES[: spec.n_dims])
-        else:  # tcnn's dense loop: stride resolution**dim (uint32) for the dims it visits, nothing after
-            factors = [pow(resolution, dim, 2**32) if dim < n_dense_dims else 0 for dim in range(spec.n_dims)]
-        meta[:4, level] = torch.tensor([int(scales[level]), size, offsets[level], int(hashed)])
-        meta[4 : 4 + spec.n_dims, level] = torch.tensor(factors)
+        indexing = spec.level_indexing(level)  # tiny-cuda-nn 2.x, as the reference
+        meta[:4, level] = torch.tensor([int(scales[level]), indexing.table_size, offsets[level], int(indexing.hashed)])
+        meta[4 : 4 + spec.n_dims, level] = torch.tensor(indexing.factors)
     meta = torch.where(meta >= 2**31, meta - 2**32, meta)  # uint32 bit patterns as int32
     return meta.to(torch.int32).to(device)
 
@@ -322,7 +339,7 @@ def _constexprs(spec: GridSpec, weights: Sequence[Tensor]) -> dict:
     return dict(D=spec.n_dims, L=spec.n_levels, F=spec.n_features_per_level, L_PAD=_level_pad(spec),
                 F_PAD=_next_pow2(spec.n_features_per_level), H=hidden, O=out, H_PAD=max(16, _next_pow2(hidden)),
                 O_PAD=max(16, _next_pow2(out)), N_MID=len(weights) - 2, HALF=weights[0].dtype == torch.float16,
-                PRECISION=FP32_DOT_PRECISION)
+                PRECISION=FP32_DOT_PRECISION, FMA_EMULATED=fma_emulated())
 
 
 def _weight_args(weights: Sequence[Tensor]) -> List[Tensor]:

@@ -95,6 +95,10 @@ def grid_encode(
 
     Returns:
         ``[n, L*F]`` level-major features in ``table.dtype``.
+
+    Non-finite input: a NaN or infinite coordinate (or one whose ``scale * x`` overflows float32) gives NaN
+    features at the affected levels, as tiny-cuda-nn; on ``torch`` and ``triton`` it adds nothing to the table
+    gradient and gets a zero position gradient, so it cannot poison other points (``tcnn`` itself scatters NaN).
     """
     check_grid_inputs(positions, table, spec)
     concrete = resolve_backend(backend, positions.device)

@@ -4,8 +4,9 @@ This is the CPU path and the spec that the GPU backends are checked against. Per
 
 * ``pos = fmaf(scale_l, x, 0.5)`` in float32, ``cell = (uint32)(int)floor(pos)``, ``frac = pos - floor(pos)``;
 * each of the ``2**d`` corners ``cell + bits`` (uint32, so negative or out-of-range inputs wrap) is turned into a
-  table row by tcnn's ``grid_index``: a dense row-major index while the stride fits the level's table, the
-  XOR-prime hash when the level is hashed, then ``% table_size``;
+  table row by tiny-cuda-nn 2.x's ``grid_index`` (``GridSpec.level_indexing``): a dense row-major index while
+  ``resolution**d`` fits the level's table, the XOR-prime hash otherwise, then ``% table_size``;
+* the level scales are ``GridSpec.level_scales()``: correctly rounded float32, the same values for every backend;
 * the output is ``sum_corners prod_dim (bit ? frac : 1 - frac) * table[row]``, level-major.
 
 How it is computed (for speed on CPU, where short inner dimensions, large fresh temporaries and row-wise
@@ -42,7 +43,7 @@ import torch.nn.functional as F
 from jaxtyping import Float, Int
 from torch import Tensor
 
-from ng_methods.kernels.grid_encoding.spec import HASH_PRIMES, GridSpec
+from ng_methods.kernels.grid_encoding.spec import GridSpec
 
 UINT32_MASK = 0xFFFFFFFF
 _INT32_MIN, _INT32_MAX = -(2**31), 2**31 - 1
@@ -50,23 +51,6 @@ _INT32_MIN, _INT32_MAX = -(2**31), 2**31 - 1
 _ROW_WISE_BYTES = 8 << 20
 # A float64 whose 29 bits below float32 precision read 100...0 sits exactly on a float32 rounding midpoint.
 _FLOAT32_DROPPED_BITS, _FLOAT32_MIDPOINT_BITS = (1 << 29) - 1, 1 << 28
-
-
-def level_indexing(spec: GridSpec, level: int) -> Tuple[int, int, int, bool]:
-    """tcnn's per-level indexing constants, with its uint32 ``stride`` loop replayed in Python.
-
-    Returns:
-        ``(resolution, table_size, n_dense_dims, hashed)``: ``n_dense_dims`` is how many leading dimensions the
-        dense index loop visits before ``stride > table_size`` stops it; ``hashed`` is tcnn's
-        ``grid_type == Hash && table_size < stride`` with the wrapped uint32 stride.
-    """
-    resolution = spec.level_resolutions()[level]
-    table_size = spec.level_sizes()[level]
-    stride, n_dense_dims = 1, 0
-    while n_dense_dims < spec.n_dims and stride <= table_size:
-        stride = (stride * resolution) & UINT32_MASK
-        n_dense_dims += 1
-    return resolution, table_size, n_dense_dims, spec.grid_type == "hash" and table_size < stride
 
 
 def corner_bits(n_dims: int, device: torch.device | str | None = None) -> Int[Tensor, "n_corners d"]:
@@ -101,7 +85,7 @@ class _Level:
 
     scale: float
     hashed: bool
-    factors: Tuple[int, ...]  # per dim: the hash prime, or tcnn's dense uint32 stride (0 past the dims it visits)
+    factors: Tuple[int, ...]  # per dim: the hash prime, or the dense stride (``GridSpec.level_indexing``)
     table_size: int
     offset: int  # start row in the flat table
 
@@ -118,13 +102,8 @@ class _Level:
 def _levels(spec: GridSpec) -> Tuple[_Level, ...]:
     levels = []
     for level, (scale, offset) in enumerate(zip(spec.level_scales(), spec.level_offsets())):
-        resolution, table_size, n_dense_dims, hashed = level_indexing(spec, level)
-        if hashed:
-            factors = HASH_PRIMES[: spec.n_dims]
-        else:  # tcnn's loop: stride = resolution**dim (uint32) for the first n_dense_dims dims
-            strides = [pow(resolution, dim, 2**32) for dim in range(n_dense_dims)]
-            factors = tuple(strides + [0] * (spec.n_dims - n_dense_dims))
-        levels.append(_Level(scale, hashed, tuple(factors), table_size, offset))
+        indexing = spec.level_indexing(level)
+        levels.append(_Level(scale, indexing.hashed, indexing.factors, indexing.table_size, offset))
     return tuple(levels)
 
 
@@ -315,6 +294,11 @@ def grid_encode_reference(
         or float64 when ``positions`` or ``table`` is float64. Differentiable w.r.t. ``table`` and ``positions``
         (twice).
 
+    Non-finite input: where a coordinate is NaN or infinite, or ``scale * x`` overflows float32 at a level (so
+    tcnn's fraction is NaN), that point's features at that level are NaN, as tiny-cuda-nn's; unlike tcnn, such a
+    (point, level) adds nothing to the table gradient (tcnn scatters NaN into the rows of its cell, poisoning them
+    for every other point) and its position gradient is 0.
+
     Example:
         >>> spec = GridSpec(n_levels=1, n_features_per_level=1, base_resolution=2, n_dims=1, grid_type="dense")
         >>> table = torch.tensor([[10.0], [20.0], [0.0], [0.0], [0.0], [0.0], [0.0], [0.0]])  # 2 vertices, padded to 8
@@ -330,15 +314,23 @@ def grid_encode_reference(
     if carries_grad:  # an exact zero carrying d/dx: frac + zero * scale has frac's value and derivative scale
         zero_with_grad = (positions - positions.detach()).t().contiguous()
 
-    rows, weights = [], []
+    rows, weights, not_finite = [], [], []
     row_dtype = torch.int32 if spec.n_params <= _INT32_MAX else torch.int64
     for level in _levels(spec):
         cells, frac = _level_cells(coords, level.scale, coords64)
         rows.append(_corner_rows(cells, level).to(row_dtype).add_(level.offset))
         if carries_grad:
             frac = frac + zero_with_grad * level.scale
+        bad = frac.isnan().any(dim=0)  # a coordinate that is not finite, or overflows float32 at this scale
+        if bad.any():  # such a (point, level) gives NaN features and no gradient (see grid_encode)
+            frac = torch.where(bad, 0.0, frac)
+        not_finite.append(bad)
         weights.append(_corner_weights(frac.to(compute_dtype)))
     blend_table = table.to(compute_dtype)
     bytes_per_row = blend_table.shape[1] * blend_table.element_size()
     row_wise = tuple(level.table_size * bytes_per_row > _ROW_WISE_BYTES for level in _levels(spec))
-    return _BlendCorners.apply(blend_table, row_wise, *rows, *weights).to(table.dtype)
+    encoded = _BlendCorners.apply(blend_table, row_wise, *rows, *weights)
+    if any(bad.any() for bad in not_finite):
+        bad = torch.stack(not_finite, dim=1).repeat_interleave(spec.n_features_per_level, dim=1)
+        encoded = torch.where(bad, float("nan"), encoded)
+    return encoded.to(table.dtype)

@@ -2,15 +2,65 @@
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
-from typing import List, Literal
+from decimal import Decimal, localcontext
+from typing import List, Literal, Tuple
 
 import numpy as np
 
 # tiny-cuda-nn's coherent_prime_hash factors (common_device.h); dimension 0 uses 1 so that
 # x-neighbours of an even x land in adjacent table entries.
 HASH_PRIMES = (1, 2654435761, 805459861, 3674653429, 2097192037, 1434869437, 2165219737)
+# tiny-cuda-nn 2.x's MAX_BASES (common_device.h, grid_index): the largest resolution r with r**d < 2**32, per d.
+MAX_DENSE_RESOLUTION = (0x0, 0xFFFFFFFF, 0xFFFF, 0x659, 0xFF, 0x54, 0x28, 0x17, 0xF, 0xB, 0x9)
+_DECIMAL_DIGITS = 60  # far beyond float32's 9 digits: no float32 midpoint lies this close to a log2 / exp2 value
+
+
+def _nearest_float32(value: Decimal) -> float:
+    """The float32 nearest to an (exactly given) value, ties to the even significand."""
+    guess = np.float32(float(value))
+    candidates = [guess, np.nextafter(guess, np.float32(np.inf)), np.nextafter(guess, np.float32(-np.inf))]
+    best = min(candidates, key=lambda c: (abs(Decimal(float(c)) - value), int(c.view(np.uint32)) & 1))
+    return float(best)
+
+
+def float32_exp2(x: float) -> float:
+    """Correctly rounded float32 ``2**x`` (what ``exp2f`` approximates), independent of the machine's libm."""
+    if x == int(x):
+        return float(np.float32(2.0**x))
+    with localcontext() as context:
+        context.prec = _DECIMAL_DIGITS
+        return _nearest_float32((Decimal(x) * Decimal(2).ln()).exp())
+
+
+def float32_log2(x: float) -> float:
+    """Correctly rounded float32 ``log2(x)`` for ``x > 0`` (what ``std::log2(float)`` approximates)."""
+    if x <= 0:
+        raise ValueError(f"log2 needs a positive value, got {x}")
+    mantissa, exponent = math.frexp(x)
+    if mantissa == 0.5:  # a power of two: exact
+        return float(exponent - 1)
+    with localcontext() as context:
+        context.prec = _DECIMAL_DIGITS
+        return _nearest_float32(Decimal(x).ln() / Decimal(2).ln())
+
+
+@dataclass(frozen=True)
+class LevelIndexing:
+    """One level's vertex -> row rule (tiny-cuda-nn 2.x ``grid_index``): ``index = combine_dim(v_dim * factor_dim)``
+    in wrapping uint32 arithmetic (XOR when ``hashed``, sum otherwise), then ``index % table_size``."""
+
+    resolution: int
+    """Vertices per axis."""
+    table_size: int
+    """Rows of this level's table."""
+    hashed: bool
+    """Whether the XOR-prime hash is used."""
+    factors: Tuple[int, ...]
+    """Per dim: the hash prime (hashed) or the dense stride ``resolution**dim`` (all 0 for a dense grid whose
+    ``resolution**d`` overflows uint32: tcnn reads index 0 there)."""
 
 
 @dataclass(frozen=True)
@@ -18,9 +68,10 @@ class GridSpec:
     """Hyper-parameters of a multi-resolution grid encoding (tiny-cuda-nn ``Grid`` semantics).
 
     Level ``l`` has scale ``base_resolution * per_level_scale**l - 1`` (computed in float32 as
-    ``exp2(l * log2(per_level_scale)) * base_resolution - 1``) and ``ceil(scale) + 1`` vertices per axis.
-    A level is indexed densely while ``resolution**n_dims`` fits its table, and with the XOR-prime spatial
-    hash above that (``grid_type="hash"``). A level's table holds ``min(next_multiple(res**d, 8), 2**log2_hashmap_size)``
+    ``exp2(l * log2(per_level_scale)) * base_resolution - 1``, each step correctly rounded) and ``ceil(scale) + 1``
+    vertices per axis. A level is indexed densely while ``resolution**n_dims`` fits its table, and with the
+    XOR-prime spatial hash above that (``grid_type="hash"``; tiny-cuda-nn 2.x rules, see ``level_indexing``).
+    A level's table holds ``min(next_multiple(res**d, 8), 2**log2_hashmap_size)``
     entries for a hash grid and ``next_multiple(res**d, 8)`` for a dense grid.
     """
 
@@ -51,13 +102,13 @@ class GridSpec:
         return self.n_levels * self.n_features_per_level
 
     def level_scales(self) -> List[float]:
-        """Float32 scale of every level, exactly as tiny-cuda-nn computes it."""
-        # tcnn takes log2 of the float32-rounded growth factor (std::log2 on a float), then rounds to float32.
-        log2_b = np.float32(math.log2(float(np.float32(self.per_level_scale))))
-        return [
-            float(np.exp2(np.float32(level) * log2_b, dtype=np.float32) * np.float32(self.base_resolution) - np.float32(1.0))
-            for level in range(self.n_levels)
-        ]
+        """Float32 scale of every level: tcnn's ``exp2f(level * log2f(b)) * base_resolution - 1``, correctly rounded.
+
+        Every step is one correctly rounded float32 operation (see :func:`float32_log2` and :func:`float32_exp2`),
+        so the scales do not depend on the CPU or libm that configured the grid (numpy's SIMD ``exp2`` is one ulp
+        off on AVX-512 machines at some levels), and every backend receives these same values.
+        """
+        return list(_level_scales(self.per_level_scale, self.base_resolution, self.n_levels))
 
     def level_resolutions(self) -> List[int]:
         """Vertices per axis of every level: ``ceil(scale) + 1``."""
@@ -77,11 +128,27 @@ class GridSpec:
         return sizes
 
     def level_is_hashed(self) -> List[bool]:
-        """Whether a level uses the spatial hash (its dense index would overflow the table)."""
-        return [
-            self.grid_type == "hash" and res**self.n_dims > size
-            for res, size in zip(self.level_resolutions(), self.level_sizes())
-        ]
+        """Whether each level uses the spatial hash (tiny-cuda-nn 2.x, see :meth:`level_indexing`)."""
+        return [self.level_indexing(level).hashed for level in range(self.n_levels)]
+
+    def level_indexing(self, level: int) -> "LevelIndexing":
+        """How level ``level`` turns a vertex into a table row, as tiny-cuda-nn 2.x's ``grid_index``.
+
+        Since tcnn commit f46b652 (2025-06, ``common_device.h``): while ``resolution <= MAX_BASES[d]`` (so that
+        ``resolution**d`` fits in uint32) the dense stride runs over every dimension and the level is hashed iff
+        ``grid_type == "hash"`` and ``table_size < resolution**d``; above it the stride is taken as ``0xFFFFFFFF``,
+        so a hash grid hashes and a dense grid reads index 0 for every vertex (tcnn's behaviour, kept). tcnn 1.x
+        stopped its stride loop at ``stride > table_size`` and let the uint32 stride wrap, which indexed some huge
+        levels densely with dimensions dropped; that never happens for a level with ``resolution**d < 2**32``.
+        """
+        resolution, table_size = self.level_resolutions()[level], self.level_sizes()[level]
+        if resolution <= MAX_DENSE_RESOLUTION[self.n_dims]:
+            stride = resolution**self.n_dims
+            strides = tuple(resolution**dim for dim in range(self.n_dims))
+        else:
+            stride, strides = 0xFFFFFFFF, (0,) * self.n_dims
+        hashed = self.grid_type == "hash" and table_size < stride
+        return LevelIndexing(resolution, table_size, hashed, HASH_PRIMES[: self.n_dims] if hashed else strides)
 
     def level_offsets(self) -> List[int]:
         """Start row of every level in the flat table, plus the total row count at the end."""
@@ -106,6 +173,17 @@ class GridSpec:
             "per_level_scale": self.per_level_scale,
             "interpolation": "Linear",
         }
+
+
+@functools.lru_cache(maxsize=256)
+def _level_scales(per_level_scale: float, base_resolution: int, n_levels: int) -> Tuple[float, ...]:
+    log2_b = np.float32(float32_log2(float(np.float32(per_level_scale))))
+    base = np.float32(base_resolution)
+    scales = []
+    for level in range(n_levels):
+        exponent = np.float32(np.float32(level) * log2_b)  # a float32 product, as tcnn's `level * log2_scale`
+        scales.append(float(np.float32(np.float32(float32_exp2(float(exponent))) * base - np.float32(1.0))))
+    return tuple(scales)
 
 
 def hashgrid_spec(bound: float = 1.0, log2_hashmap_size: int = 19) -> GridSpec:

@@ -10,11 +10,12 @@ Kernel design (like tcnn's ``kernel_grid``):
 * **Launch grid** ``(cdiv(n, BLOCK), L)``: one program per block of ``BLOCK`` points and one level. Per-level
   constants live in two small device tensors built once per ``(spec, device)`` and loaded in-kernel, so one compiled
   kernel serves every level: ``scales`` (float32, tcnn's ``scale``) and an int64 ``[L, 3 + d]`` row per level,
-  ``(table_size, offset, hashed, factor_0 .. factor_{d-1})``. ``factor`` is the hash prime of the dim for hashed
-  levels, else the dense uint32 stride ``resolution**dim`` for the ``n_dense_dims`` dims that tcnn's stride loop
-  visits and 0 past them (so the dense index is ``sum_dim local_dim * factor_dim`` and the hash
-  ``xor_dim local_dim * factor_dim``, both in wrapping uint32 arithmetic, then ``% table_size``).
-* **Per point**: ``pos = fma(scale, x, 0.5)`` in float32 (``tl.fma``: one rounding, as ``fmaf``),
+  ``(table_size, offset, hashed, factor_0 .. factor_{d-1})`` from ``GridSpec.level_indexing`` (tiny-cuda-nn 2.x):
+  ``factor`` is the hash prime of the dim for hashed levels, else the dense stride ``resolution**dim`` (so the
+  dense index is ``sum_dim local_dim * factor_dim`` and the hash ``xor_dim local_dim * factor_dim``, both in
+  wrapping uint32 arithmetic, then ``% table_size``).
+* **Per point**: ``pos = fma(scale, x, 0.5)`` in float32 (one rounding, as ``fmaf``: ``tl.fma`` when compiled, an
+  exact emulation under an interpreter whose ``tl.fma`` rounds twice, see ``ng_methods.kernels.triton_fma``),
   ``cell = (uint32)(int)floor(pos)`` with CUDA's saturating float->int conversion (NaN -> 0) made explicit, and
   ``frac = pos - floor(pos)``. The ``2**d`` corners are unrolled at compile time; corner weights are tcnn's product
   ``w_0 * w_1 * ...`` (bitwise the reference's); features are accumulated in float32 and stored in the table dtype.
@@ -44,7 +45,8 @@ from torch import Tensor
 from torch.autograd.function import once_differentiable
 
 from ng_methods.kernels.grid_encoding.reference import check_grid_inputs, grid_encode_reference
-from ng_methods.kernels.grid_encoding.spec import HASH_PRIMES, GridSpec
+from ng_methods.kernels.grid_encoding.spec import GridSpec
+from ng_methods.kernels.triton_fma import fma_emulated, fma_float32
 
 __all__ = ["grid_encode_triton", "grid_level_rows_triton", "BLOCK", "SUPPORTED_N_DIMS", "SUPPORTED_FEATURES"]
 
@@ -61,10 +63,10 @@ _UINT32_MASK = 0xFFFFFFFF
 
 
 @triton.jit
-def _cell_and_frac(pos_ptr, points, mask, scale, dim: tl.constexpr, D: tl.constexpr):
+def _cell_and_frac(pos_ptr, points, mask, scale, dim: tl.constexpr, D: tl.constexpr, FMA_EMULATED: tl.constexpr):
     """tcnn's ``pos_fract`` for coordinate ``dim``: the uint32 cell and the float32 fraction."""
     x = tl.load(pos_ptr + points * D + dim, mask=mask, other=0.0)
-    pos = tl.fma(tl.broadcast_to(scale, x.shape), x, 0.5)  # fmaf(scale, x, 0.5): one rounding
+    pos = fma_float32(tl.broadcast_to(scale, x.shape), x, tl.full(x.shape, 0.5, tl.float32), FMA_EMULATED)
     floor = tl.floor(pos)
     frac = pos - floor  # exact
     # (int)floor as CUDA's cvt.rzi.s32.f32: saturating, NaN -> 0 (clamp first: out-of-range casts are undefined).
@@ -76,7 +78,7 @@ def _cell_and_frac(pos_ptr, points, mask, scale, dim: tl.constexpr, D: tl.conste
 
 
 @triton.jit
-def _level_setup(pos_ptr, scales_ptr, meta_ptr, points, mask, level, D: tl.constexpr):
+def _level_setup(pos_ptr, scales_ptr, meta_ptr, points, mask, level, D: tl.constexpr, FMA_EMULATED: tl.constexpr):
     """Per-level constants and the cell/fraction of every coordinate (dims >= D get dummies that are never used)."""
     scale = tl.load(scales_ptr + level)
     meta = meta_ptr + level * (3 + D)
@@ -84,15 +86,15 @@ def _level_setup(pos_ptr, scales_ptr, meta_ptr, points, mask, level, D: tl.const
     offset = tl.load(meta + 1)
     hashed = tl.load(meta + 2) != 0
     k0 = tl.load(meta + 3).to(tl.uint32)
-    c0, f0 = _cell_and_frac(pos_ptr, points, mask, scale, 0, D)
+    c0, f0 = _cell_and_frac(pos_ptr, points, mask, scale, 0, D, FMA_EMULATED)
     k1, c1, f1 = k0, c0, f0
     k2, c2, f2 = k0, c0, f0
     if D > 1:
         k1 = tl.load(meta + 4).to(tl.uint32)
-        c1, f1 = _cell_and_frac(pos_ptr, points, mask, scale, 1, D)
+        c1, f1 = _cell_and_frac(pos_ptr, points, mask, scale, 1, D, FMA_EMULATED)
     if D > 2:
         k2 = tl.load(meta + 5).to(tl.uint32)
-        c2, f2 = _cell_and_frac(pos_ptr, points, mask, scale, 2, D)
+        c2, f2 = _cell_and_frac(pos_ptr, points, mask, scale, 2, D, FMA_EMULATED)
     return scale, table_size, offset, hashed, k0, k1, k2, c0, c1, c2, f0, f1, f2
 
 
@@ -126,14 +128,14 @@ def _corner_factor(frac, bit: tl.constexpr):
 @triton.jit
 def _grid_forward_kernel(
     pos_ptr, table_ptr, out_ptr, scales_ptr, meta_ptr, n_points, n_levels,
-    D: tl.constexpr, F: tl.constexpr, BLOCK_SIZE: tl.constexpr,
+    D: tl.constexpr, F: tl.constexpr, BLOCK_SIZE: tl.constexpr, FMA_EMULATED: tl.constexpr,
 ):
     level = tl.program_id(1)
     points = (tl.program_id(0) * BLOCK_SIZE + tl.arange(0, BLOCK_SIZE)).to(tl.int64)
     mask = points < n_points
     features = tl.arange(0, F)
     scale, table_size, offset, hashed, k0, k1, k2, c0, c1, c2, f0, f1, f2 = _level_setup(
-        pos_ptr, scales_ptr, meta_ptr, points, mask, level, D
+        pos_ptr, scales_ptr, meta_ptr, points, mask, level, D, FMA_EMULATED
     )
     acc = tl.zeros([BLOCK_SIZE, F], dtype=tl.float32)
     for corner in tl.static_range(1 << D):
@@ -155,16 +157,23 @@ def _grid_forward_kernel(
 def _grid_backward_kernel(
     pos_ptr, table_ptr, grad_out_ptr, grad_table_ptr, grad_pos_ptr, scales_ptr, meta_ptr, n_points, n_levels,
     D: tl.constexpr, F: tl.constexpr, BLOCK_SIZE: tl.constexpr, NEED_TABLE: tl.constexpr, NEED_POS: tl.constexpr,
+    FMA_EMULATED: tl.constexpr,
 ):
     level = tl.program_id(1)
     points = (tl.program_id(0) * BLOCK_SIZE + tl.arange(0, BLOCK_SIZE)).to(tl.int64)
     mask = points < n_points
     features = tl.arange(0, F)
     scale, table_size, offset, hashed, k0, k1, k2, c0, c1, c2, f0, f1, f2 = _level_setup(
-        pos_ptr, scales_ptr, meta_ptr, points, mask, level, D
+        pos_ptr, scales_ptr, meta_ptr, points, mask, level, D, FMA_EMULATED
     )
     grad_ptrs = grad_out_ptr + points[:, None] * (n_levels * F) + level * F + features[None, :]
     grad = tl.load(grad_ptrs, mask=mask[:, None], other=0.0).to(tl.float32)  # [BLOCK, F]
+    # A NaN fraction (non-finite or overflowing coordinate) gave NaN features; it must add nothing to any gradient.
+    bad = (f0 != f0) | (f1 != f1) | (f2 != f2)
+    grad = tl.where(bad[:, None], 0.0, grad)
+    f0 = tl.where(bad, 0.0, f0)
+    f1 = tl.where(bad, 0.0, f1)
+    f2 = tl.where(bad, 0.0, f2)
     dx0 = tl.zeros([BLOCK_SIZE], dtype=tl.float32)
     dx1 = tl.zeros([BLOCK_SIZE], dtype=tl.float32)
     dx2 = tl.zeros([BLOCK_SIZE], dtype=tl.float32)
@@ -203,13 +212,13 @@ def _grid_backward_kernel(
 
 @triton.jit
 def _grid_rows_kernel(pos_ptr, rows_ptr, scales_ptr, meta_ptr, n_points, n_levels, D: tl.constexpr,
-                      BLOCK_SIZE: tl.constexpr):
+                      BLOCK_SIZE: tl.constexpr, FMA_EMULATED: tl.constexpr):
     """Index-only twin of the forward kernel (same helpers): the flat rows of every corner, ``[n, L, 2**d]``."""
     level = tl.program_id(1)
     points = (tl.program_id(0) * BLOCK_SIZE + tl.arange(0, BLOCK_SIZE)).to(tl.int64)
     mask = points < n_points
     scale, table_size, offset, hashed, k0, k1, k2, c0, c1, c2, f0, f1, f2 = _level_setup(
-        pos_ptr, scales_ptr, meta_ptr, points, mask, level, D
+        pos_ptr, scales_ptr, meta_ptr, points, mask, level, D, FMA_EMULATED
     )
     for corner in tl.static_range(1 << D):
         row = _corner_row(c0, c1, c2, k0, k1, k2, hashed, table_size, offset, corner, D)
@@ -222,19 +231,14 @@ def _grid_rows_kernel(pos_ptr, rows_ptr, scales_ptr, meta_ptr, n_points, n_level
 def level_constants(spec: GridSpec) -> Tuple[list, list]:
     """Per-level kernel constants: float32 scales and ``(table_size, offset, hashed, factor_0..factor_{d-1})``.
 
-    Replays tcnn's uint32 stride loop like ``reference.level_indexing``: dims are indexed densely while
-    ``stride <= table_size``; the level is hashed when ``grid_type == "hash"`` and the wrapped stride exceeds it.
+    Both come from the spec (``GridSpec.level_scales`` and ``GridSpec.level_indexing``, tiny-cuda-nn 2.x), exactly
+    as the reference uses them.
     """
     offsets = spec.level_offsets()
     rows = []
-    for level, (resolution, table_size) in enumerate(zip(spec.level_resolutions(), spec.level_sizes())):
-        stride, strides = 1, []
-        while len(strides) < spec.n_dims and stride <= table_size:
-            strides.append(stride)
-            stride = (stride * resolution) & _UINT32_MASK
-        hashed = spec.grid_type == "hash" and table_size < stride
-        factors = list(HASH_PRIMES[: spec.n_dims]) if hashed else strides + [0] * (spec.n_dims - len(strides))
-        rows.append([table_size, offsets[level], int(hashed)] + factors)
+    for level in range(spec.n_levels):
+        indexing = spec.level_indexing(level)
+        rows.append([indexing.table_size, offsets[level], int(indexing.hashed), *indexing.factors])
     return spec.level_scales(), rows
 
 
@@ -293,6 +297,7 @@ class _GridEncodeFunction(torch.autograd.Function):
                 _grid_forward_kernel[_grid(n_points, spec)](
                     positions, table, out, scales, meta, n_points, spec.n_levels,
                     D=spec.n_dims, F=spec.n_features_per_level, BLOCK_SIZE=BLOCK, num_warps=NUM_WARPS,
+                    FMA_EMULATED=fma_emulated(),
                 )
         ctx.save_for_backward(positions, table)
         ctx.spec = spec
@@ -331,6 +336,7 @@ class _GridEncodeFunction(torch.autograd.Function):
                     scales, meta, n_points, spec.n_levels,
                     D=spec.n_dims, F=spec.n_features_per_level, BLOCK_SIZE=BLOCK,
                     NEED_TABLE=bool(need_table), NEED_POS=bool(need_positions), num_warps=NUM_WARPS,
+                    FMA_EMULATED=fma_emulated(),
                 )
         return grad_pos, (grad_table.to(table.dtype) if need_table else None), None
 
@@ -351,7 +357,8 @@ def grid_encode_triton(
         ``[n, L*F]`` level-major features (column ``l*F + f``) in ``table.dtype``, interpolated in float32.
         Differentiable once w.r.t. ``table`` and ``positions`` (gradients of ``positions`` in their dtype); double
         backward is only available from the PyTorch reference (``backend="torch"``). float64 positions or tables are
-        handed to the reference.
+        handed to the reference. Non-finite (or float32-overflowing) coordinates: NaN features at the affected
+        levels and no gradient from them, exactly as the reference (see ``grid_encode_reference``).
 
     Runs on CUDA tensors, or on any device under ``TRITON_INTERPRET=1`` (Triton's CPU interpreter, for tests).
     """
@@ -379,6 +386,6 @@ def grid_level_rows_triton(positions: Float[Tensor, "n d"], spec: GridSpec) -> I
         with _on_device(positions):
             _grid_rows_kernel[_grid(n_points, spec)](
                 positions, rows, scales, meta, n_points, spec.n_levels, D=spec.n_dims, BLOCK_SIZE=BLOCK,
-                num_warps=NUM_WARPS,
+                num_warps=NUM_WARPS, FMA_EMULATED=fma_emulated(),
             )
     return rows
