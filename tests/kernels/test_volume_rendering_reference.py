@@ -63,3 +63,51 @@ def test_empty_rays_and_gradients():
     out = render(sigmas, colors)
     assert out.shape == (5, 3) and torch.all(out[[0, 2, 4]] == 0)
     assert torch.autograd.gradcheck(render, (sigmas, colors))
+
+
+INF, NAN = float("inf"), float("nan")
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_inf_density_stays_on_its_ray(dtype):
+    """Regression (issue 9): one inf density made T = [nan, nan, nan] for the whole batch (global cumsum, inf - inf).
+
+    nerfacc 0.5.2 gives T = [1, 0, 1], w = [1, 0, 1 - e^-1]: the inf sample is opaque, its ray stops, ray 1 is fine.
+    """
+    t0, t1 = torch.tensor([0.0, 1.0, 0.0], dtype=dtype), torch.tensor([1.0, 2.0, 1.0], dtype=dtype)
+    sigmas = torch.tensor([INF, 1.0, 1.0], dtype=dtype)
+    weights, trans, alphas = vr.render_weight_from_density(t0, t1, sigmas, torch.tensor([0, 0, 1]), 2)
+    e1 = 1 - torch.exp(torch.tensor(-1.0, dtype=dtype))
+    assert torch.equal(trans, torch.tensor([1.0, 0.0, 1.0], dtype=dtype))
+    assert torch.equal(alphas, torch.stack([torch.ones((), dtype=dtype), e1, e1]))
+    assert torch.equal(weights, torch.stack([torch.ones((), dtype=dtype), torch.zeros((), dtype=dtype), e1]))
+
+
+def test_nan_density_stays_on_its_ray():
+    """nerfacc 0.5.2 (batched torch.cumsum per ray): a NaN poisons its own weight and what follows on its ray only."""
+    t0 = torch.tensor([0.0, 1.0, 2.0, 0.0, 1.0])
+    sigmas = torch.tensor([1.0, NAN, 1.0, 1.0, 1.0])
+    weights, trans, alphas = vr.render_weight_from_density(t0, t0 + 1, sigmas, torch.tensor([0, 0, 0, 1, 1]), 2)
+    assert trans.isnan().tolist() == [False, False, True, False, False]
+    assert weights.isnan().tolist() == [False, True, True, False, False]
+    assert alphas.isnan().tolist() == [False, True, False, False, False]
+    torch.testing.assert_close(weights[3:], _per_ray_loop(t0[3:], t0[3:] + 1, sigmas[3:], torch.tensor([0, 0]), 1))
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_exclusive_sum_isolates_rays_and_keeps_precision(dtype):
+    """Random long batch with inf / NaN sprinkled in: every ray equals its own cumsum (no leak, no cancellation)."""
+    gen = torch.Generator().manual_seed(3)
+    counts = torch.randint(0, 300, (40,), generator=gen)
+    rays = torch.repeat_interleave(torch.arange(40), counts)
+    values = (torch.rand(rays.shape[0], generator=gen, dtype=dtype) * 1e3).requires_grad_()
+    bad = torch.randint(0, rays.shape[0], (6,), generator=gen)
+    values.data[bad[:3]], values.data[bad[3:]] = INF, NAN
+    got = vr.exclusive_sum_per_ray(values, rays, 40)
+    expected = torch.cat([torch.cumsum(torch.cat([v.new_zeros(1), v[:-1]]), 0) for v in values.split(counts.tolist())])
+    tol = dict(rtol=2e-7, atol=0) if dtype == torch.float32 else dict(rtol=1e-14, atol=0)
+    torch.testing.assert_close(got, expected, equal_nan=True, **tol)
+    cot = torch.randn(got.shape, generator=gen, dtype=dtype)
+    (grad,) = torch.autograd.grad(got, values, cot)
+    (expected_grad,) = torch.autograd.grad(expected, values, cot)
+    torch.testing.assert_close(grad, expected_grad, rtol=tol["rtol"], atol=1e-12)

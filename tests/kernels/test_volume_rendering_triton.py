@@ -235,3 +235,77 @@ def test_matches_nerfacc_on_cuda(eps):
         out, grads, _ = _run(backend, *inputs, eps, cot, 41)
         _assert_close(out, ref_out, TOL[torch.float32]["fwd"], OUT_NAMES)
         _assert_close(grads, ref_grads, TOL[torch.float32]["bwd"], ("d_sigmas", "d_rgbs"))
+
+
+INF, NAN = float("inf"), float("nan")
+# The interpreter runs the kernels in numpy, which warns about the (discarded) fast-path ``inf - inf``.
+NON_FINITE = pytest.mark.filterwarnings("ignore:invalid value encountered:RuntimeWarning")
+
+
+@NON_FINITE
+def test_inf_density_repro_triton():
+    """Regression (issue 9): the kernel took ``cumsum(s) - s``, so an inf density had ``T = inf - inf = NaN``.
+
+    nerfacc 0.5.2 and the reference: ``T = [1, 0, 1]``, ``w = [1, 0, 1 - e^-1]``.
+    """
+    t0, t1 = torch.tensor([0.0, 1.0, 0.0], device=DEVICE), torch.tensor([1.0, 2.0, 1.0], device=DEVICE)
+    rays = torch.tensor([0, 0, 1], device=DEVICE)
+    for sigmas in ([INF, 1.0, 1.0], [NAN, 1.0, 1.0]):
+        s = torch.tensor(sigmas, device=DEVICE)
+        got = vr.render_weight_from_density(t0, t1, s, rays, 2, backend="triton")
+        expected = reference.render_weight_from_density(t0, t1, s, rays, 2)
+        for g, e in zip(got, expected):
+            torch.testing.assert_close(g, e, equal_nan=True, **TOL[torch.float32]["fwd"])
+    assert got[1].isnan().tolist() == [False, True, False]  # NaN: T of its own sample stays 1
+
+
+def _poisoned(seed):
+    """Mixed packed batch with inf / NaN densities at a ray's start, middle and chunk boundaries, plus NaN and +-inf
+    colours (ray 7: its d/dsigmas hold +-inf, which an inexact suffix sum turns into NaN)."""
+    counts = [5, 70, 3, 130, 4, 65, 9, 20]
+    t0, t1, sigmas, rgbs, rays, n_rays = _packed(counts, seed, sigma_scale=5.0)
+    first = [sum(counts[:r]) for r in range(len(counts))]
+    sigmas[first[0] + 2] = INF
+    sigmas[first[1] + 64] = NAN  # first sample of the ray's second chunk
+    sigmas[first[3] + 63] = INF  # last sample of a chunk
+    sigmas[first[5]] = NAN
+    rgbs[first[6] + 4, 1] = NAN
+    rgbs[first[7] + 7, 0], rgbs[first[7] + 12, 2] = INF, -INF
+    clean = torch.tensor([r in (0, 2, 3, 4) for r in range(n_rays)], device=DEVICE)  # no NaN: inf rays end opaque
+    return (t0, t1, sigmas, rgbs, rays, n_rays), clean
+
+
+@NON_FINITE
+@pytest.mark.parametrize("eps", [0.0, 1e-3])
+def test_non_finite_inputs_triton_matches_reference(eps):
+    """Forward and gradients equal the reference, NaNs in the same places; rays without a NaN stay finite."""
+    inputs, clean = _poisoned(seed=51)
+    ref_out, ref_grads, cot = _run("torch", *inputs, eps, None, 51)
+    tri_out, tri_grads, _ = _run("triton", *inputs, eps, cot, 51)
+    for a, e, name in zip(tri_out + tri_grads, ref_out + ref_grads, OUT_NAMES + ("d_sigmas", "d_rgbs")):
+        tol = TOL[torch.float32]["fwd" if name in OUT_NAMES else "bwd"]
+        torch.testing.assert_close(a, e, equal_nan=True, **tol, msg=lambda m, name=name: f"{name}: {m}")
+    rays = inputs[4]
+    assert all(torch.isfinite(o[clean]).all() for o in tri_out[:3])
+    assert torch.isfinite(tri_out[3][clean[rays]]).all() and torch.isfinite(tri_grads[0][clean[rays]]).all()
+    assert tri_out[0].isnan().any(dim=1).tolist() == [False, eps == 0, False, False, False, True, True, False]
+    assert tri_out[0][7].isinf().tolist() == [True, False, True] and tri_grads[0].isinf().any()
+
+
+@NON_FINITE
+def test_non_finite_render_weight_and_accumulate_triton():
+    inputs, clean = _poisoned(seed=52)
+    t0, t1, sigmas, rgbs, rays, n_rays = inputs
+    gen = torch.Generator().manual_seed(53)
+    cot = [torch.randn(sigmas.shape, generator=gen).to(DEVICE) for _ in range(3)]
+    got = {}
+    for backend in ("torch", "triton"):
+        s = sigmas.clone().requires_grad_()
+        outs = vr.render_weight_from_density(t0, t1, s, rays, n_rays, backend=backend)
+        (grad,) = torch.autograd.grad(sum((o * c).sum() for o, c in zip(outs, cot)), s)
+        acc = vr.accumulate_along_rays(outs[0].detach(), rgbs, rays, n_rays, backend=backend)
+        got[backend] = [o.detach() for o in outs] + [grad, acc]
+    for a, e, name in zip(got["triton"], got["torch"], ("weights", "trans", "alphas", "d_sigmas", "acc_rgb")):
+        tol = TOL[torch.float32]["bwd" if name == "d_sigmas" else "fwd"]
+        torch.testing.assert_close(a, e, equal_nan=True, **tol, msg=lambda m, name=name: f"{name}: {m}")
+    assert torch.isfinite(got["triton"][4][clean]).all()

@@ -7,7 +7,11 @@ call (:func:`packed_offsets`) and is shared by the forward and backward launches
 Kernel design: one program per ray. A program marches its ray in chunks of ``BLOCK`` samples, in order; inside a
 chunk the optical depths ``s_i = sigma_i * dt_i`` are prefix-summed with ``tl.cumsum`` and the running optical depth
 before the chunk is carried in a register, so ``T_i = exp(-sum_{j<i} s_j)`` (the reference's formula), all in fp32
-whatever the input dtype. One forward launch writes the weights ``w_i = T_i * alpha_i`` and, fused, the per-ray sums
+whatever the input dtype. The exclusive sum is ``cumsum(s) - s``, except in a chunk holding a ``NaN`` / ``inf``,
+where that would give ``inf - inf = NaN`` on the sample's own lane: there ``triton_kernels._exclusive_scan`` rebuilds
+it exactly (finite part scanned with those lanes zeroed, plus the IEEE class of the non-finite ones before each lane).
+A ``NaN`` / ``inf`` thus stays on its ray and acts only after its sample, as in the reference; the backward's suffix
+sums take the same care. One forward launch writes the weights ``w_i = T_i * alpha_i`` and, fused, the per-ray sums
 ``sum w c``, ``sum w t_mid`` and ``sum w``, plus ``T_i`` (fp32) for the backward. With ``early_stop_eps > 0`` a
 sample with ``T_i < eps`` gets weight 0 (nerfacc's ``render_visibility_from_density`` test, as a mask) and the ray
 stops marching after the first chunk whose end has ``T < eps``; the backward starts from where the forward stopped.

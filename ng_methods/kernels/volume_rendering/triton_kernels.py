@@ -7,6 +7,38 @@ import triton
 import triton.language as tl
 
 # --------------------------------------------------------------------------------------------------------------------
+# helpers
+
+
+@triton.jit
+def _any_non_finite(x):
+    """Whether any lane of ``x`` is ``NaN`` or ``+-inf`` (a scalar)."""
+    return tl.sum((tl.abs(x) < float("inf")).to(tl.int32), axis=0) < x.numel
+
+
+@triton.jit
+def _exclusive_scan(x, REVERSE: tl.constexpr):
+    """``sum_{j<i} x_j`` (``REVERSE``: ``sum_{j>i} x_j``) per lane, exact for ``NaN`` / ``inf`` (IEEE sum classes).
+
+    ``cumsum(x) - x`` is the fast form but turns a non-finite ``x_i`` into ``inf - inf = NaN`` on its own lane. Here
+    the finite part is scanned with non-finite lanes zeroed, and the non-finite part is rebuilt from exact counts of
+    ``NaN`` / ``+inf`` / ``-inf`` lanes strictly before (after) each lane.
+    """
+    finite = tl.abs(x) < float("inf")
+    x0 = tl.where(finite, x, 0.0)
+    out = tl.cumsum(x0, axis=0, reverse=REVERSE) - x0
+    is_nan = (x != x).to(tl.int32)
+    is_pos = (x == float("inf")).to(tl.int32)
+    is_neg = (x == -float("inf")).to(tl.int32)
+    nan_seen = (tl.cumsum(is_nan, axis=0, reverse=REVERSE) - is_nan) > 0
+    pos_seen = (tl.cumsum(is_pos, axis=0, reverse=REVERSE) - is_pos) > 0
+    neg_seen = (tl.cumsum(is_neg, axis=0, reverse=REVERSE) - is_neg) > 0
+    out = tl.where(pos_seen, float("inf"), out)
+    out = tl.where(neg_seen, -float("inf"), out)
+    return tl.where(nan_seen | (pos_seen & neg_seen), float("nan"), out)
+
+
+# --------------------------------------------------------------------------------------------------------------------
 # kernels
 
 
@@ -37,8 +69,10 @@ def march_fwd_kernel(
         t1 = tl.load(t_ends_ptr + idx, mask=m, other=0.0).to(tl.float32)
         sig = tl.load(sigmas_ptr + idx, mask=m, other=0.0).to(tl.float32)
         s = sig * (t1 - t0)
-        incl = tl.cumsum(s, axis=0)
-        trans = tl.exp(-(carry + (incl - s)))
+        before = tl.cumsum(s, axis=0) - s  # sum over j < i in the chunk; wrong (inf - inf) where s_i is not finite
+        if _any_non_finite(s):
+            before = _exclusive_scan(s, False)
+        trans = tl.exp(-(carry + before))
         alpha = 1.0 - tl.exp(-s)
         w = trans * alpha
         if EARLY_STOP:
@@ -126,7 +160,10 @@ def march_bwd_kernel(
         h = g * w
         if HAS_GT:
             h += tl.load(g_trans_ptr + idx, mask=m, other=0.0).to(tl.float32) * trans
-        after = suffix + (tl.cumsum(h, axis=0, reverse=True) - h)  # sum over i > k of h_i
+        after = tl.cumsum(h, axis=0, reverse=True) - h  # sum over i > k in the chunk; wrong where h_k is not finite
+        if _any_non_finite(h):
+            after = _exclusive_scan(h, True)
+        after += suffix
         d_s = g * dw_ds - after
         if HAS_GALPHA:
             d_s += tl.load(g_alphas_ptr + idx, mask=m, other=0.0).to(tl.float32) * decay
