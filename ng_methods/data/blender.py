@@ -17,8 +17,9 @@ What this adds: before delegating, the transforms file and everything it referen
 - ``frames`` is missing, not a list or empty; ``camera_angle_x`` is missing or not an angle in (0, pi);
 - a frame has no ``file_path`` or no ``transform_matrix``, or its matrix is not 4x4, not finite (NaN/inf), not
   rigid, or has a bottom row other than [0, 0, 0, 1];
-- image files are missing (the first few are listed with the total count), or images differ in size (nerfstudio
-  uses the first image's size for every camera).
+- image files are missing (the first few are listed with the total count), cannot be decoded (truncated or
+  corrupt: :func:`~ng_methods.data.validation.check_images_decodable`), or differ in size (nerfstudio uses the
+  first image's size for every camera).
 """
 
 from __future__ import annotations
@@ -27,8 +28,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Dict, Type
 
-from PIL import Image
-
 from nerfstudio.data.dataparsers.base_dataparser import DataparserOutputs
 from nerfstudio.data.dataparsers.blender_dataparser import Blender, BlenderDataParserConfig
 
@@ -36,6 +35,7 @@ from ng_methods.data.validation import (
     DataValidationError,
     check_frames,
     check_image_files,
+    check_images_decodable,
     check_intrinsics,
     load_json,
 )
@@ -84,19 +84,12 @@ def validate_blender_split(data: Path, split: str) -> Dict[str, Any]:
             )
     check_image_files(image_paths, source=path)
 
-    size0 = None
-    for p in image_paths:
-        try:
-            with Image.open(p) as im:
-                size = im.size
-        except Exception as e:  # noqa: BLE001 - PIL raises many types for broken files
-            raise DataValidationError(f"Cannot read image {p} (referenced by {path}): {e}") from None
-        if size0 is None:
-            size0 = size
-        elif size != size0:
+    sizes = check_images_decodable(image_paths, source=path)
+    for p, size in zip(image_paths, sizes):
+        if size != sizes[0]:
             raise DataValidationError(
-                f"Image {p} is {size[0]}x{size[1]} but {image_paths[0]} is {size0[0]}x{size0[1]}; all images of "
-                f"{path} must have the same size (one camera_angle_x is shared by all frames)"
+                f"Image {p} is {size[0]}x{size[1]} but {image_paths[0]} is {sizes[0][0]}x{sizes[0][1]}; all images "
+                f"of {path} must have the same size (one camera_angle_x is shared by all frames)"
             )
     return meta
 

@@ -9,7 +9,7 @@ What this adds, before delegating (every problem raises
 :class:`~ng_methods.data.validation.DataValidationError` naming ``transforms_{split}.json``):
 
 - all the Blender checks (missing/invalid JSON, ``frames``, ``camera_angle_x``, 4x4 rigid finite matrices, image
-  files present and of one size);
+  files present, decodable and of one size);
 - every frame has a ``time`` that is a finite number in [0, 1] (nerfstudio would raise a bare ``KeyError``);
 - ``alpha_color`` is typed ``Optional`` so ``None`` (RGBA images passed through, composited by the model over its
   own background) can be given on the command line as well as in code.

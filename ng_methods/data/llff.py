@@ -62,7 +62,10 @@ ignored (so the sky, which changes from photo to photo and is not a surface, is 
 Derived files (binarised masks, and images for a ``downscale_factor`` whose folder does not exist, made from a
 finer folder whose factor divides it) are written to ``<cache_dir>/<scene>-<hash of the data path>/`` (default
 root ``$NG_METHODS_CACHE/llff``, else ``$XDG_CACHE_HOME/ng_methods/llff``, else ``~/.cache/ng_methods/llff``), never
-into the data directory, and are rebuilt when the source is newer.
+into the data directory, and are rebuilt when the source is newer. Before anything is derived, every image of the
+chosen folder (or the folder a derived one is made from) and every source mask is checked to decode
+(:func:`~ng_methods.data.validation.check_images_decodable`): a truncated or corrupt file raises a
+``DataValidationError`` naming it.
 
 Code layout: this module holds the config, the splits and the ``LLFF`` parser that assembles a scene;
 :mod:`ng_methods.data.llff_poses` reads ``poses_bounds.npy`` and makes cameras, world frame and scene box;

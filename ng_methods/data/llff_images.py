@@ -18,7 +18,7 @@ from PIL import Image
 
 from nerfstudio.utils.rich_utils import CONSOLE
 
-from ng_methods.data.validation import DataValidationError, format_list
+from ng_methods.data.validation import DataValidationError, check_images_decodable, format_list, read_image_size
 
 __all__ = [
     "IMAGE_EXTENSIONS",
@@ -60,12 +60,9 @@ def list_images(folder: Path) -> List[Path]:
 
 
 def image_size(path: Path, source: Path) -> Tuple[int, int]:
-    """``(width, height)`` of an image file; a ``DataValidationError`` naming ``source`` if it cannot be read."""
-    try:
-        with Image.open(path) as im:
-            return im.size
-    except Exception as e:  # noqa: BLE001 - PIL raises many types for broken files
-        raise DataValidationError(f"Cannot read image {path} (listed for {source}): {e}") from None
+    """``(width, height)`` of an image file (header only); a ``DataValidationError`` naming ``source`` if it
+    cannot be read."""
+    return read_image_size(path, source)
 
 
 def atomic_save(image: Image.Image, dst: Path) -> None:
@@ -134,7 +131,8 @@ def choose_image_folder(
     """The image folder for ``downscale_factor`` (``images_<K>/``, ``images/`` for 1), made in the scene's cache
     folder (:func:`scene_cache_dir`) from a finer folder whose factor divides it if it does not exist. None: the
     smallest factor whose first image is at most ``max_auto_resolution`` pixels on its long side, else the
-    coarsest."""
+    coarsest. The images of the chosen folder (for a derived one: its sources) are checked to decode
+    (:func:`~ng_methods.data.validation.check_images_decodable`) before anything is written."""
     available = _available_folders(data)
     if not available:
         contents = sorted(p.name for p in data.iterdir())
@@ -147,14 +145,21 @@ def choose_image_folder(
     for factor in sorted(available):
         images = _folder_images(data, available[factor], num_poses)
         if max(image_size(images[0], available[factor])) <= max_auto_resolution:
-            return ImageFolder(factor, available[factor], images, images)
+            return _checked(ImageFolder(factor, available[factor], images, images), data)
     factor = max(available)
     CONSOLE.log(
         f"[yellow]llff-data: every image folder of {data} is larger than {max_auto_resolution}px; "
         f"using the coarsest, images_{factor}/"
     )
     images = _folder_images(data, available[factor], num_poses)
-    return ImageFolder(factor, available[factor], images, images)
+    return _checked(ImageFolder(factor, available[factor], images, images), data)
+
+
+def _checked(chosen: ImageFolder, data: Path) -> ImageFolder:
+    """``chosen`` after checking that the data-folder images it uses (``sources``) decode; only the chosen folder
+    is checked, and before anything is derived from it."""
+    check_images_decodable(chosen.sources, source=data / POSES_FILE)
+    return chosen
 
 
 def _requested_folder(
@@ -164,7 +169,7 @@ def _requested_folder(
         raise DataValidationError(f"downscale_factor must be >= 1, got {requested}")
     if requested in available:
         images = _folder_images(data, available[requested], num_poses)
-        return ImageFolder(requested, available[requested], images, images)
+        return _checked(ImageFolder(requested, available[requested], images, images), data)
     divisors = [f for f in sorted(available, reverse=True) if requested % f == 0]
     if not divisors:
         raise DataValidationError(
@@ -175,8 +180,9 @@ def _requested_folder(
     src_factor = divisors[0]
     src_images = _folder_images(data, available[src_factor], num_poses)
     folder = scene_cache_dir(data, cache_root) / f"images_{requested}"
-    images = _make_downscaled(src_images, requested // src_factor, folder)
-    return ImageFolder(requested, folder, images, src_images)
+    chosen = _checked(ImageFolder(requested, folder, [], src_images), data)
+    chosen.images = _make_downscaled(src_images, requested // src_factor, folder)
+    return chosen
 
 
 def _make_downscaled(src_images: List[Path], relative: int, folder: Path) -> List[Path]:

@@ -18,7 +18,7 @@ from PIL import Image
 from nerfstudio.utils.rich_utils import CONSOLE
 
 from ng_methods.data.llff_images import atomic_save, derived_names, image_size, is_fresh, scene_cache_dir
-from ng_methods.data.validation import DataValidationError, check_image_files, format_list
+from ng_methods.data.validation import DataValidationError, check_image_files, check_images_decodable, format_list
 
 __all__ = ["find_masks"]
 
@@ -41,6 +41,7 @@ def find_masks(
         return None
     src_masks = _match_masks(mask_dir, source_names)
     check_image_files(src_masks, source=mask_dir, what="mask")
+    check_images_decodable(src_masks, source=mask_dir, what="mask", hint=", or set use_masks=False")
     tag = f"masks_{factor}_t{int(round(threshold * 255))}" + ("_inv" if invert else "")
     return _binarise_masks(src_masks, images, scene_cache_dir(data, cache_root) / tag, threshold, invert)
 

@@ -13,24 +13,39 @@ raise :class:`~ng_methods.data.validation.DataValidationError` naming the file:
 - image files are missing: the first few are listed with the count. With ``skip_missing_images`` the frames whose
   image exists are used instead, after one warning (instant-ngp's fox lists 67 frames and ships 50 images).
 
+After delegating, the files nerfstudio will load for the split (images, from ``images_<K>`` when it downscales;
+masks; depth images) are checked to exist and decode (a truncated or corrupt file is named, see
+:func:`~ng_methods.data.validation.check_images_decodable`), images must have their camera's size (exactly, or
+within a pixel for a ``images_<K>`` copy, whose rounding nerfstudio does not define) and masks their image's size.
+
 Skipping works on a filtered copy of the JSON in a cache folder that links to everything else in the scene folder
 (images, ``images_<K>`` downscales, masks, point clouds), so nerfstudio's relative paths keep working.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import os
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Tuple, Type
+from typing import Any, Dict, List, Optional, Sequence, Tuple, Type
 
 from nerfstudio.data.dataparsers.base_dataparser import DataparserOutputs
 from nerfstudio.data.dataparsers.nerfstudio_dataparser import Nerfstudio, NerfstudioDataParserConfig
 
-from ng_methods.data.validation import DataValidationError, check_frames, check_intrinsics, format_list, load_json
+from ng_methods.data.validation import (
+    DataValidationError,
+    check_frames,
+    check_image_files,
+    check_images_decodable,
+    check_intrinsics,
+    format_list,
+    load_json,
+    read_image_size,
+)
 
 __all__ = ["NgNerfstudio", "NgNerfstudioDataParserConfig", "validate_transforms"]
 
@@ -109,6 +124,59 @@ def write_filtered_scene(data: Path, meta: Dict[str, Any], drop: List[int], cach
     return scene
 
 
+DECODABLE_SUFFIXES = (".png", ".jpg", ".jpeg")
+"""Depth files with these suffixes are image files and are checked to decode (``.npy`` depths are not)."""
+
+SKIP_HINT = "ng-nerfstudio-data (--pipeline.datamanager.dataparser.skip-missing-images True)"
+
+
+def check_output_files(outputs: DataparserOutputs, source: Path, downscale_factor: int) -> None:
+    """Check the files nerfstudio will load for one split: they exist and decode, each image has its camera's
+    size (within a pixel when ``downscale_factor > 1``: ``images_<K>`` copies round either way) and each mask its
+    image's size (nerfstudio asserts it when it loads them)."""
+    images = [Path(p) for p in outputs.image_filenames]
+    hint = f", or delete it and pass --skip-missing-images True to {SKIP_HINT} to train without it"
+    sizes = check_images_decodable(images, source=source, hint=hint)
+    tolerance = 0 if downscale_factor == 1 else 1
+    widths = outputs.cameras.width.reshape(-1).tolist()
+    heights = outputs.cameras.height.reshape(-1).tolist()
+    for p, (w, h), cam_w, cam_h in zip(images, sizes, widths, heights):
+        if abs(w - cam_w) > tolerance or abs(h - cam_h) > tolerance:
+            scaled = f" after downscaling by {downscale_factor}" if downscale_factor != 1 else ""
+            raise DataValidationError(
+                f"Image {p} is {w}x{h} but its camera in {source} is {cam_w}x{cam_h} ('w' x 'h'{scaled}); resize "
+                "the image or fix 'w' and 'h'"
+            )
+    if outputs.mask_filenames:
+        masks = check_image_files(outputs.mask_filenames, source=source, what="mask")
+        for mask, size, image, image_size in zip(masks, check_images_decodable(masks, source, "mask"), images, sizes):
+            if size != image_size:
+                raise DataValidationError(
+                    f"Mask {mask} is {size[0]}x{size[1]} but its image {image} is {image_size[0]}x{image_size[1]} "
+                    f"(mask_path in {source}); a mask must have its image's size"
+                )
+    depths = [Path(p) for p in (outputs.metadata.get("depth_filenames") or [])]
+    if depths:
+        check_image_files(depths, source=source, what="depth")
+        check_images_decodable([p for p in depths if p.suffix.lower() in DECODABLE_SUFFIXES], source, "depth image")
+
+
+def _as_user_paths(outputs: DataparserOutputs, scene: Path, data_dir: Path) -> DataparserOutputs:
+    """``outputs`` with the paths under the filtered copy ``scene`` mapped to the user's ``data_dir`` (for messages;
+    the copy links to the same files)."""
+
+    def mapped(paths: Optional[Sequence[Path]]) -> Optional[List[Path]]:
+        if paths is None:
+            return None
+        return [data_dir / Path(p).relative_to(scene) if Path(p).is_relative_to(scene) else Path(p) for p in paths]
+
+    metadata = dict(outputs.metadata, depth_filenames=mapped(outputs.metadata.get("depth_filenames")))
+    return dataclasses.replace(
+        outputs, image_filenames=mapped(outputs.image_filenames), mask_filenames=mapped(outputs.mask_filenames),
+        metadata=metadata,
+    )
+
+
 @dataclass
 class NgNerfstudioDataParserConfig(NerfstudioDataParserConfig):
     """nerfstudio's ``nerfstudio-data`` config (same fields and defaults), validated at setup."""
@@ -132,15 +200,20 @@ class NgNerfstudio(Nerfstudio):
     def _generate_dataparser_outputs(self, split: str = "train") -> DataparserOutputs:  # type: ignore[override]
         data = Path(self.config.data)
         meta, missing = validate_transforms(data)
-        if not missing:
-            return super()._generate_dataparser_outputs(split)
         path = transforms_path(data)
-        listed = format_list([meta["frames"][i]["file_path"] for i in missing])
         total = len(meta["frames"])
+        present = sorted(set(range(total)) - set(missing))
+        if present and self.config.downscale_factor is None:  # nerfstudio opens this one's header itself
+            read_image_size(path.parent / meta["frames"][present[0]]["file_path"], path)
+        if not missing:
+            outputs = super()._generate_dataparser_outputs(split)
+            check_output_files(outputs, path, self.downscale_factor or 1)
+            return outputs
+        listed = format_list([meta["frames"][i]["file_path"] for i in missing])
         if not self.config.skip_missing_images or len(missing) == total:
             hint = ("none exists" if len(missing) == total else
                     f"to train on the {total - len(missing)} frames present, pass --skip-missing-images True to "
-                    "ng-nerfstudio-data (--pipeline.datamanager.dataparser.skip-missing-images True)")
+                    + SKIP_HINT)
             raise DataValidationError(
                 f"{len(missing)} of {total} image files referenced by {path} do not exist ({listed}); {hint}"
             )
@@ -153,6 +226,8 @@ class NgNerfstudio(Nerfstudio):
             )
         self.config.data = scene
         try:
-            return super()._generate_dataparser_outputs(split)
+            outputs = super()._generate_dataparser_outputs(split)
         finally:
             self.config.data = data  # the saved config keeps pointing at the user's scene
+        check_output_files(_as_user_paths(outputs, scene, path.parent), path, self.downscale_factor or 1)
+        return outputs

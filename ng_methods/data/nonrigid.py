@@ -15,7 +15,8 @@ original code does; ``"interval"`` holds out every ``eval_interval``-th frame in
 ``val``. Near/far (``bds``) are kept in ``metadata["near_far"]`` (``[N, 2]``). The scene box is the cameras'
 bounding box padded by the largest far bound.
 
-Problems raise :class:`~ng_methods.data.validation.DataValidationError` naming ``precomputed.json`` or the image.
+Problems raise :class:`~ng_methods.data.validation.DataValidationError` naming ``precomputed.json`` or the image
+(missing, of the wrong size, or truncated/corrupt: every frame is checked to decode before training starts).
 """
 
 from __future__ import annotations
@@ -29,11 +30,11 @@ import torch
 from nerfstudio.cameras.cameras import Cameras, CameraType
 from nerfstudio.data.dataparsers.base_dataparser import DataParser, DataParserConfig, DataparserOutputs
 from nerfstudio.data.scene_box import SceneBox
-from PIL import Image
 
 from ng_methods.data.validation import (
     DataValidationError,
     check_image_files,
+    check_images_decodable,
     check_intrinsics,
     check_poses,
     format_list,
@@ -110,12 +111,7 @@ def load_nonrigid_scene(data: Path) -> NonRigidScene:
     height, width, focal = hwf[0]
     check_intrinsics(path, height=height, width=width, focal=focal)
     height, width = int(round(height)), int(round(width))
-    for p in image_paths:
-        try:
-            with Image.open(p) as im:
-                size = im.size
-        except Exception as e:  # noqa: BLE001 - PIL raises many types for broken files
-            raise DataValidationError(f"Cannot read image {p} (a frame of {path}): {e}") from None
+    for p, size in zip(image_paths, check_images_decodable(image_paths, source=path)):
         if size != (width, height):
             raise DataValidationError(
                 f"Image {p} is {size[0]}x{size[1]} but the poses in {path} say {width}x{height}; resize the "

@@ -4,13 +4,16 @@ Every check raises :class:`DataValidationError` with ONE message that names the 
 wrong (and, where we can guess, how to fix it). Dataparsers run these checks when they are set up, so bad input
 fails at startup instead of as a ``KeyError`` or a NaN loss in the middle of training.
 
-The module only needs numpy (torch tensors are accepted and converted), so it is cheap to import.
+The module only needs numpy (torch tensors are accepted and converted; PIL is imported by the image checks when
+they run), so it is cheap to import.
 """
 
 from __future__ import annotations
 
 import json
 import math
+import os
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple, Union
 
@@ -20,6 +23,8 @@ __all__ = [
     "DataValidationError",
     "load_json",
     "check_image_files",
+    "check_images_decodable",
+    "read_image_size",
     "check_poses",
     "check_intrinsics",
     "format_list",
@@ -106,6 +111,99 @@ def check_image_files(paths: Iterable[PathLike], source: PathLike, what: str = "
             f"{len(missing)} of {len(paths)} {what} files referenced by {source} do not exist: {format_list(missing)}"
         )
     return paths
+
+
+def read_image_size(path: PathLike, source: PathLike, what: str = "image") -> Tuple[int, int]:
+    """``(width, height)`` from an image file's header (nothing is decoded).
+
+    Raises:
+        DataValidationError: the header cannot be read, naming the file and ``source``.
+    """
+    from PIL import Image
+
+    try:
+        with Image.open(path) as im:
+            return im.size
+    except Exception as e:  # noqa: BLE001 - PIL raises many types for broken files
+        raise DataValidationError(f"Cannot read {what} {path} (referenced by {source}): {e}") from None
+
+
+def _jpeg_ends_with_eoi(path: Path) -> bool:
+    """Whether a JPEG file ends with its end-of-image marker ``FF D9`` (trailing zero padding allowed)."""
+    with open(path, "rb") as f:
+        f.seek(max(0, path.stat().st_size - 64))
+        return f.read().rstrip(b"\x00").endswith(b"\xff\xd9")
+
+
+def _decode_problem(path: Path) -> Tuple[Optional[Tuple[int, int]], Optional[str]]:
+    """``(size, None)`` when ``path`` decodes, ``(size or None, reason)`` when it does not. See
+    :func:`check_images_decodable` for what is checked."""
+    from PIL import Image
+
+    size = None
+    try:
+        with Image.open(path) as im:
+            size, fmt = im.size, im.format
+            if fmt == "PNG":
+                im.verify()  # walks every chunk and checks its CRC, without decompressing: catches truncation
+                return size, None
+            if fmt in ("JPEG", "MPO") and _jpeg_ends_with_eoi(path):
+                return size, None
+            im.load()  # other formats, and JPEGs without their end marker: decode, as nerfstudio will
+            return size, None
+    except Exception:  # noqa: BLE001 - the cheap check failed (or the header is broken): confirm by decoding
+        pass
+    try:
+        with Image.open(path) as im:
+            size = im.size
+            im.load()
+        return size, None  # damaged by PNG's standards (bad CRC, no IEND) but decodable: nerfstudio can use it
+    except Exception as e:  # noqa: BLE001
+        nbytes = path.stat().st_size if path.is_file() else 0
+        return size, f"{e} (the file has {nbytes} bytes)"
+
+
+def check_images_decodable(
+    paths: Sequence[PathLike], source: PathLike, what: str = "image", hint: str = "", max_workers: int = 8
+) -> List[Tuple[int, int]]:
+    """Check that every image file in ``paths`` can be decoded, and return each one's ``(width, height)``.
+
+    A full decode of every image at startup is slow for large scenes, so the check is the cheapest one that
+    catches a truncated or damaged file (an interrupted copy or download, the common case):
+
+    - PNG: ``Image.verify()``, which reads every chunk and checks its CRC and that the file ends with ``IEND``,
+      without decompressing the pixels (about the cost of reading the file);
+    - JPEG: the header is parsed and the file must end with the ``FF D9`` end-of-image marker (64 bytes read);
+    - any other format, and a file that fails the cheap check: a full decode (``Image.load()``), which is what
+      nerfstudio does when it loads the image. Only a failing full decode is an error, so a file that nerfstudio
+      can load (a PNG without ``IEND``, a JPEG with trailing data) is never rejected.
+
+    On 800x800 images this costs about 0.1 ms per file, against 4-6 ms for a full decode. Lists of more than 16
+    files are checked in a pool of ``max_workers`` threads (file reads, CRCs and decoding release the GIL), which
+    helps on slow disks. ``hint`` is appended to the message. Report missing files first with
+    :func:`check_image_files`.
+
+    Raises:
+        DataValidationError: naming the first undecodable file (with PIL's reason and its size in bytes), how many
+            of the files are affected, the ``source`` that referenced them and the hint.
+    """
+    paths = [Path(p) for p in paths]
+    workers = min(max_workers, os.cpu_count() or 1) if len(paths) > 16 else 1
+    if workers <= 1:
+        results = [_decode_problem(p) for p in paths]
+    else:
+        with ThreadPoolExecutor(max_workers=workers) as pool:
+            results = list(pool.map(_decode_problem, paths))
+    bad = [(p, reason) for p, (_, reason) in zip(paths, results) if reason is not None]
+    if bad:
+        (first, reason), others = bad[0], [p for p, _ in bad[1:]]
+        also = f"; {len(bad)} of {len(paths)} {what} files are affected, also {format_list(others)}" if others else ""
+        files, it = ("These files are", "them") if others else ("The file is", "it")
+        raise DataValidationError(
+            f"Cannot decode {what} {first} (referenced by {source}): {reason}{also}. {files} truncated or "
+            f"corrupt (an interrupted copy or download?): copy or export {it} again{hint}"
+        )
+    return [size for size, _ in results]  # type: ignore[misc]
 
 
 def _name(names: Optional[Sequence[Any]], i: int) -> str:
