@@ -1,9 +1,21 @@
-"""Pure-PyTorch ray marching through a multi-level binary occupancy grid (nerfacc ``traverse_grids`` behaviour).
+"""Pure-PyTorch transcription of nerfacc 0.5.2 ``traverse_grids`` (``nerfacc/cuda/csrc/grid.cu`` @d84cdf3).
 
-Each ray marches from ``max(near, entry into the outermost grid)`` to ``min(far, exit)`` with step
-``dt = clamp(t * cone_angle, step_size, 1e10)`` (constant for ``cone_angle = 0``; growing linearly with distance
-otherwise, as Instant-NGP does for unbounded scenes). An interval is kept when its midpoint lies in an occupied cell
-of the finest grid level that contains it. Levels are nested boxes, level ``l`` covering ``aabbs[l]``.
+It returns the samples nerfacc's CUDA kernel returns (same intervals, same count and order per ray), computed in
+float32 in the kernel's operation order. Per ray:
+
+1. Every level's box is hit with grid.cu's slab test (a hit needs the exit ahead of the origin; misses are ``inf``).
+   The ``2 * levels`` entry/exit distances are sorted; each consecutive pair is a *segment*, marched in the level of
+   the box just entered (after an exit: the box exited next), clipped to ``[near, far]``; unhit or empty ones skip.
+2. ``t`` starts at ``near`` (not at the box entry) and moves by ``dt(t) = clamp(t * cone_angle, step_size, 1e10)``;
+   a step from ``t`` has the midpoint ``t + dt / 2``.
+3. Each segment is walked cell by cell by a 3-D DDA (per-axis crossing distances accumulated in float32, from the
+   cell of ``t_min + 1e-6`` to the cell of ``t_max - 1e-6``). A cell left at ``c = min(crossing, t_max)`` takes the
+   pending steps whose midpoint is ``< c``: an occupied cell emits them as samples ``[t, t + dt]`` (unclipped, so the
+   last one may end past ``t_max`` or ``far``), recomputing ``dt`` before each; an empty cell drops them with ``dt``
+   fixed when the cell is entered. At a segment start, pending steps with a midpoint ``< t_min`` are dropped the
+   same way, unless the last cell that emitted or dropped anything emitted ("continuous").
+
+See :mod:`ng_methods.kernels.ray_marching._stepping` for how this is vectorised across rays.
 """
 
 from __future__ import annotations
@@ -14,6 +26,8 @@ from typing import Tuple
 import torch
 from jaxtyping import Bool, Float, Int
 from torch import Tensor
+
+from ng_methods.kernels.ray_marching import _stepping, _traversal
 
 _MAX_CANDIDATES_PER_CHUNK = 1 << 21
 
@@ -28,34 +42,6 @@ def ray_aabb_intersect(
     t_near = torch.minimum(t0, t1).amax(dim=-1)
     t_far = torch.maximum(t0, t1).amin(dim=-1)
     return t_near, t_far
-
-
-def _steps_needed(t_min: Tensor, t_max: Tensor, step_size: float, cone_angle: float) -> Tensor:
-    """Number of marching steps from ``t_min`` past ``t_max`` for the step rule above."""
-    span = (t_max - t_min).clamp(min=0)
-    if cone_angle <= 0:
-        return torch.ceil(span / step_size).long()
-    t_switch = step_size / cone_angle  # beyond this, steps grow geometrically by (1 + cone_angle)
-    linear = torch.ceil(((t_switch - t_min) / step_size).clamp(min=0))
-    t_after_linear = torch.maximum(t_min + linear * step_size, t_min)
-    geometric = torch.ceil(torch.log(t_max.clamp(min=1e-10) / t_after_linear.clamp(min=1e-10)) / math.log1p(cone_angle))
-    steps = torch.where(t_max <= t_after_linear, torch.ceil(span / step_size), linear + geometric.clamp(min=0))
-    return steps.long()
-
-
-def _marching_positions(
-    t_min: Tensor, n_steps: int, step_size: float, cone_angle: float
-) -> Float[Tensor, "n k"]:
-    """``t_k`` for ``k = 0..n_steps`` on every ray (closed form of the step recursion)."""
-    k = torch.arange(n_steps + 1, device=t_min.device, dtype=t_min.dtype)[None, :]
-    linear_t = t_min[:, None] + k * step_size
-    if cone_angle <= 0:
-        return linear_t
-    t_switch = step_size / cone_angle
-    n_linear = torch.ceil(((t_switch - t_min) / step_size).clamp(min=0))[:, None]
-    t_start_geo = t_min[:, None] + n_linear * step_size
-    geometric_t = t_start_geo * torch.pow(1.0 + cone_angle, (k - n_linear).clamp(min=0))
-    return torch.where(k <= n_linear, linear_t, geometric_t)
 
 
 def occupancy_lookup(
@@ -76,27 +62,39 @@ def occupancy_lookup(
     return occupied
 
 
+def marchable_rays(
+    rays_o: Float[Tensor, "n 3"], rays_d: Float[Tensor, "n 3"], near: Float[Tensor, "n"], far: Float[Tensor, "n"]
+) -> Bool[Tensor, "n"]:
+    """Rays that can be marched: finite origin, finite non-zero direction, finite near, far not NaN (may be inf)."""
+    return (
+        torch.isfinite(rays_o).all(dim=-1) & torch.isfinite(rays_d).all(dim=-1) & (rays_d != 0).any(dim=-1)
+        & torch.isfinite(near) & ~torch.isnan(far)
+    )
+
+
 def march_occupancy_grid(
     rays_o: Float[Tensor, "n_rays 3"],
     rays_d: Float[Tensor, "n_rays 3"],
-    binaries: Bool[Tensor, "levels r r r"],
+    binaries: Bool[Tensor, "levels rx ry rz"],
     aabbs: Float[Tensor, "levels 6"],
     near: Float[Tensor, "n_rays"],
     far: Float[Tensor, "n_rays"],
     step_size: float,
     cone_angle: float = 0.0,
 ) -> Tuple[Int[Tensor, "n_samples"], Float[Tensor, "n_samples"], Float[Tensor, "n_samples"]]:
-    """March rays through the occupancy grid and return the packed intervals in occupied space.
+    """March rays through the occupancy grid exactly as nerfacc's ``traverse_grids`` does (see the module doc).
 
     Args:
         rays_o: ray origins. rays_d: unit directions.
         binaries: occupancy per level, indexed ``[level, x, y, z]``.
-        aabbs: box of every level ``[x0, y0, z0, x1, y1, z1]``, nested from finest to coarsest.
-        near, far: per-ray marching limits (further clipped to the outermost box).
-        step_size: minimum step. cone_angle: step growth with distance (0: constant steps).
+        aabbs: box of every level ``[x0, y0, z0, x1, y1, z1]`` (nerfacc: nested, each twice the previous).
+        near, far: per-ray marching limits; the step grid starts at ``near``.
+        step_size: minimum step (> 0). cone_angle: step growth with distance (0: constant steps).
 
     Returns:
-        ``(ray_indices, t_starts, t_ends)``, sorted by ray then distance.
+        ``(ray_indices, t_starts, t_ends)`` in float32, sorted by ray then distance. Rays that are not
+        :func:`marchable_rays`, or whose float32 step stops advancing ``t`` (``t + dt == t``; nerfacc hangs there),
+        produce no samples and leave the other rays unchanged.
 
     Example:
         >>> occ = torch.ones(1, 4, 4, 4, dtype=torch.bool); box = torch.tensor([[-1.0, -1, -1, 1, 1, 1]])
@@ -105,40 +103,50 @@ def march_occupancy_grid(
         >>> t0.tolist()
         [2.0, 2.5, 3.0, 3.5]
     """
+    if not step_size > 0:
+        raise ValueError(f"step_size must be > 0, got {step_size}")
+    simulate = _traversal.f32(cone_angle) != 0  # constant steps have the fast exact path
     with torch.no_grad():
-        entry, exit_ = ray_aabb_intersect(rays_o, rays_d, aabbs[-1])
-        t_min = torch.maximum(near, entry)
-        t_max = torch.minimum(far, exit_)
-        n_steps = _steps_needed(t_min, t_max, step_size, cone_angle)
-        n_steps = torch.where(t_max > t_min, n_steps, torch.zeros_like(n_steps))
-        outputs = []
-        ray_order = torch.arange(rays_o.shape[0], device=rays_o.device)
-        # Chunk rays so that rays x candidates stays bounded in memory (one host sync for the whole batch).
-        widest_overall = int(n_steps.max()) if n_steps.numel() else 0
-        rays_per_chunk = max(1, _MAX_CANDIDATES_PER_CHUNK // max(widest_overall, 1))
-        for start in range(0, rays_o.shape[0] if widest_overall > 0 else 0, rays_per_chunk):
-            rays = ray_order[start : start + rays_per_chunk]
-            widest = int(n_steps[rays].max())
-            if widest > 0:
-                outputs.append(
-                    _march_chunk(rays_o, rays_d, binaries, aabbs, t_min, t_max, n_steps, rays, widest, step_size,
-                                 cone_angle)
-                )
-        if not outputs:
-            empty = rays_o.new_zeros(0)
-            return torch.zeros(0, dtype=torch.long, device=rays_o.device), empty, empty
-        ray_indices, t_starts, t_ends = (torch.cat(parts) for parts in zip(*outputs))
-        return ray_indices, t_starts, t_ends
+        return _march(rays_o, rays_d, binaries, aabbs, near, far, step_size, cone_angle, simulate)
 
 
-def _march_chunk(rays_o, rays_d, binaries, aabbs, t_min, t_max, n_steps, rays, widest, step_size, cone_angle):
-    t = _marching_positions(t_min[rays], widest, step_size, cone_angle)  # [r, widest + 1]
-    t_starts, t_ends = t[:, :-1], torch.minimum(t[:, 1:], t_max[rays, None])
-    valid = torch.arange(widest, device=t.device)[None, :] < n_steps[rays, None]
-    valid &= t_starts < t_max[rays, None]
-    mids = 0.5 * (t_starts + t_ends)
-    points = rays_o[rays, None, :] + mids[..., None] * rays_d[rays, None, :]
-    keep = valid.clone()
-    keep[valid] = occupancy_lookup(points[valid], binaries, aabbs)
-    ray_indices = rays[:, None].expand_as(keep)[keep]
-    return ray_indices, t_starts[keep], t_ends[keep]
+def _march(rays_o, rays_d, binaries, aabbs, near, far, step_size, cone_angle, simulate: bool):
+    """:func:`march_occupancy_grid`, with the per-ray simulation or the constant-step path (``simulate=False``)."""
+    rays_o, rays_d, near, far, aabbs = (x.float().contiguous() for x in (rays_o, rays_d, near, far, aabbs))
+    t_mins, t_maxs, hits = _traversal.ray_aabb_hits(rays_o, rays_d, aabbs)
+    seg = _traversal.segments(t_mins, t_maxs, hits, near, far)
+    seg.valid &= marchable_rays(rays_o, rays_d, near, far)[:, None]
+    rays = seg.valid.any(dim=1).nonzero()[:, 0]
+    seg = seg.subset(rays)
+    first = torch.where(seg.valid, seg.t_min, math.inf).amin(dim=1)
+    last = torch.where(seg.valid, seg.t_max, -math.inf).amax(dim=1)
+    union = torch.cat([aabbs[:, :3].amin(dim=0), aabbs[:, 3:].amax(dim=0)])
+    last = torch.fmin(last, ray_aabb_intersect(rays_o[rays], rays_d[rays], union)[1])  # where the cells end
+    steps = _steps_estimate(first, last, step_size, cone_angle)  # steps stored per ray (about)
+    width = max(int(steps.max()) if steps.numel() else 0, seg.valid.shape[1] * 3 * max(binaries.shape[1:]))
+    rays_per_chunk = max(1, _MAX_CANDIDATES_PER_CHUNK // width)
+    dt_fn = _traversal.step_rule(step_size, cone_angle)
+    march = _stepping.cone_samples if simulate else _stepping.uniform_samples
+    ray_indices, t_starts, t_ends = [rays.new_zeros(0)], [rays_o.new_zeros(0)], [rays_o.new_zeros(0)]
+    for start in range(0, rays.shape[0], rays_per_chunk):
+        chunk = torch.arange(start, min(start + rays_per_chunk, rays.shape[0]), device=rays.device)
+        rows, t0, t1 = march(rays_o[rays[chunk]], rays_d[rays[chunk]], near[rays[chunk]], seg.subset(chunk),
+                             binaries, aabbs, dt_fn)
+        ray_indices.append(rays[chunk[rows]])
+        t_starts.append(t0)
+        t_ends.append(t1)
+    return torch.cat(ray_indices), torch.cat(t_starts), torch.cat(t_ends)
+
+
+def _steps_estimate(t_min: Tensor, t_max: Tensor, step_size: float, cone_angle: float) -> Tensor:
+    """Approximate number of steps from ``t_min`` to ``t_max`` (float64, only sizes the chunks)."""
+    t_min, t_max = t_min.double(), t_max.double()
+    span = (t_max - t_min).clamp(min=0)
+    if cone_angle <= 0:
+        return torch.ceil(span / step_size).long() + 2
+    t_switch = step_size / cone_angle  # beyond this, steps grow geometrically by (1 + cone_angle)
+    linear = torch.ceil(((t_switch - t_min) / step_size).clamp(min=0))
+    t_after_linear = torch.maximum(t_min + linear * step_size, t_min)
+    geometric = torch.ceil(torch.log(t_max.clamp(min=1e-10) / t_after_linear.clamp(min=1e-10)) / math.log1p(cone_angle))
+    steps = torch.where(t_max <= t_after_linear, torch.ceil(span / step_size), linear + geometric.clamp(min=0))
+    return steps.long() + 2
