@@ -77,6 +77,12 @@ def rasterize(
     Returns:
         ``render_colors [C, H, W, X]``, ``render_alphas [C, H, W, 1]``, and a meta dict with at least
         ``radii [C, N]``, ``means2d [C, N, 2]``, ``depths [C, N]``, ``conics [C, N, 3]``.
+
+    Non-finite input (``torch``; gsplat's CUDA kernels do not check, and what they do is undefined): a Gaussian with
+    a NaN/inf mean is culled (radius 0) and so is invisible and gets no gradient; a NaN opacity makes it
+    invisible (its alpha fails the ``>= 1/255`` test); a NaN/inf colour makes exactly the pixels it is composited
+    into NaN (and the gradients of the Gaussians composited in those pixels), as the compositing maths does on any
+    backend. Pixels it does not cover are never affected. Filter non-finite Gaussians upstream.
     """
     if backend == "auto":
         backend = "gsplat" if (means.is_cuda and gsplat_available()) else "torch"

@@ -154,7 +154,12 @@ def _composite_block(
     T_incl = torch.cumprod(one_m, dim=1)
     T = torch.cat([torch.ones_like(T_incl[:, :1]), T_incl[:, :-1]], dim=1)
     w = alpha * T  # [P, M]
-    return w @ col, T_incl[:, -1]
+    if bool(torch.isfinite(col).all()):
+        return w @ col, T_incl[:, -1]
+    # gsplat skips pairs that fail the alpha tests; a zero weight would still turn a NaN/inf colour into NaN there
+    # (and NaN gradients through the double where otherwise).
+    kept_col = torch.where(keep[..., None], col[None], torch.zeros_like(col[None]))  # [P, M, D]
+    return (w[..., None] * kept_col).sum(1), T_incl[:, -1]
 
 
 def _absgrad_sink(buffer: Tensor, camera: int, gaussian_ids: Tensor) -> Callable[[Tensor], None]:
