@@ -7,8 +7,11 @@ Per Gaussian: centre, log-scale, quaternion, opacity logit and a mask logit (no 
 * during the final ``rvq_fraction`` of training (1000 of 30000 steps), the activated scale and the normalised
   quaternion are replaced by their residual vector quantisation (:mod:`.rvq`; k-means at the first such step).
 
-Training adds ``mask_loss`` and removes masked Gaussians at every refinement, every ``mask_prune_every`` steps
-after densification stops, and after the last step (where the storage and the Gaussian count are logged).
+Densification is the original 3DGS rule (:class:`ng_methods.splat.strategy_3dgs.ThreeDGSStrategy`, thresholds
+relative to the 3DGS camera extent, which also scales the centres' learning rate, as the official code). Training
+adds ``mask_loss`` and removes masked Gaussians at every refinement, every ``mask_prune_every`` steps after
+densification stops, and after the last step (where the storage and the Gaussian count are logged). The R-VQ
+codebooks follow the official in-place update (:mod:`.rvq`), not the optimizer.
 
 For ``ns-export gaussian-splat``, ``opacities``/``scales``/``quats`` return the attributes as rendered (mask and
 R-VQ applied; masked Gaussians get -inf, which the exporter drops) and ``shs_0``/``shs_rest`` the colour field
@@ -19,7 +22,7 @@ from __future__ import annotations
 
 import copy
 from dataclasses import dataclass, field
-from typing import Dict, List, Optional, Tuple, Type
+from typing import Dict, List, Literal, Optional, Tuple, Type
 
 import torch
 from jaxtyping import Float
@@ -37,15 +40,16 @@ from ng_methods.c3dgs.sh_bake import bake_color_field
 from ng_methods.kernels.grid_encoding import Backend as GridBackend
 from ng_methods.splat.model import GaussiansToRender, NGSplatModel, NGSplatModelConfig
 from ng_methods.splat.sh import SH2RGB
+from ng_methods.splat.strategy_3dgs import ThreeDGSStrategy, camera_extent, scale_learning_rate
 
 
 @dataclass
 class C3DGSModelConfig(NGSplatModelConfig):
     """Splatfacto's fields (3DGS densification) plus C3DGS's mask, colour field, R-VQ and storage settings.
 
-    Defaults are the official code's real-scene values. Synthetic (NeRF-Synthetic) scenes in the official code
-    use ``mask_weight=4e-3``, ``hash_log2_size=16`` and a learning rate of 1e-3 for the mask and the colour
-    network (see ``c3dgs-synthetic`` in ``method_configs/c3dgs.py``).
+    Defaults are the official code's real-scene values (recipe cards in ``docs/c3dgs.md``). Synthetic scenes in the
+    official code use ``mask_weight=4e-3``, ``hash_log2_size=16``, 100k random initial points and a learning rate of
+    1e-3 for the mask and the colour network, which never decays (see ``c3dgs-synthetic``).
     """
 
     _target: Type = field(default_factory=lambda: C3DGSModel)
@@ -54,6 +58,29 @@ class C3DGSModelConfig(NGSplatModelConfig):
     reads ``config.sh_degree``). Rendering always uses the colour field as an SH DC term (degree 0)."""
     cull_alpha_thresh: float = 0.005
     """Opacity below which refinement prunes a Gaussian (3DGS / C3DGS: 0.005; Splatfacto: 0.1)."""
+    densify_grad_thresh: float = 2e-4
+    """Mean screen-space gradient norm (NDC units) above which a Gaussian grows (3DGS: 2e-4; Splatfacto: 8e-4,
+    absgrad)."""
+    use_absgrad: bool = False
+    """3DGS accumulates the plain gradient (Splatfacto: absgrad)."""
+    cull_scale_thresh: float = 0.1
+    """After the first opacity reset, prune Gaussians larger than this x the scene extent (3DGS: 0.1; Splatfacto:
+    0.5)."""
+    stop_screen_size_at: int = 0
+    """Screen-size split/prune until this step; 0 = never (INRIA's 20 px prune never fires, see ``strategy_3dgs``)."""
+    pause_refine_after_reset: int = 0
+    """Steps without refinement after an opacity reset (3DGS: 0; Splatfacto: one pass over the images + 100)."""
+    num_downscales: int = 0
+    """Train at 1/2^d resolution at first (3DGS / C3DGS: full resolution from the first step; Splatfacto: 2)."""
+    background_color: Literal["random", "black", "white"] = "black"
+    """Fixed background of the official code (black: ``--white_background`` is not set; Splatfacto: random)."""
+    scene_extent_from_cameras: bool = True
+    """Scale the 3D densification thresholds by the 3DGS camera extent (1.1 x the largest camera distance from
+    the cameras' centroid), as the official code; False uses 1 (Splatfacto)."""
+    means_lr_times_extent: bool = True
+    """Multiply the centres' learning rate (whole schedule) by the camera extent, as 3DGS's ``spatial_lr_scale``."""
+    identity_init_rotation: bool = True
+    """Initial rotations are the identity, as 3DGS (Splatfacto: uniformly random)."""
     mask_threshold: float = 0.01
     """A Gaussian is masked (and later removed) when ``sigmoid(mask logit) <= mask_threshold``."""
     mask_weight: float = 5e-4
@@ -87,6 +114,8 @@ class C3DGSModelConfig(NGSplatModelConfig):
     """R-VQ is active for the final ``round(rvq_fraction * total steps)`` steps (at least 1): 1000 of 30000."""
     rvq_kmeans_iters: int = 1
     """Lloyd iterations of the k-means codebook initialisation (the official code: 1)."""
+    rvq_codebook_lr: float = 1e-4
+    """Learning rate of the in-place Adam step each codebook takes per training render (the official 1e-4)."""
     num_steps: Optional[int] = None
     """Total training steps (for the R-VQ window and the final prune); None takes the trainer's
     ``max_num_iterations``."""
@@ -113,8 +142,10 @@ class C3DGSModel(NGSplatModel):
                                cfg.hash_base_resolution, cfg.hash_per_level_scale)
         self.color_field = ColorField(spec, cfg.mlp_width, cfg.mlp_hidden_layers, cfg.contraction_bound,
                                       cfg.grid_backend)
-        self.vq_scale = ResidualVectorQuantizer(3, cfg.rvq_stages, cfg.rvq_codebook_size)
-        self.vq_rotation = ResidualVectorQuantizer(4, cfg.rvq_stages, cfg.rvq_codebook_size)
+        self.vq_scale = ResidualVectorQuantizer(3, cfg.rvq_stages, cfg.rvq_codebook_size, cfg.rvq_codebook_lr)
+        self.vq_rotation = ResidualVectorQuantizer(4, cfg.rvq_stages, cfg.rvq_codebook_size, cfg.rvq_codebook_lr)
+        # the extent the centres' learning rate has been multiplied by (restored by a checkpoint: no double scaling)
+        self.register_buffer("means_lr_extent", torch.ones(()))
         self.total_steps: Optional[int] = cfg.num_steps
         self.final_storage_bytes: Optional[int] = None
         self._baked_sh: Optional[Tuple[tuple, Tensor]] = None
@@ -125,19 +156,56 @@ class C3DGSModel(NGSplatModel):
         params.pop("features_dc")
         params.pop("features_rest")
         params["mask_logits"] = Parameter(torch.full((params["means"].shape[0], 1), INITIAL_MASK_LOGIT))
+        if self.config.identity_init_rotation:
+            params["quats"] = Parameter(torch.tensor([1.0, 0.0, 0.0, 0.0]).repeat(params["means"].shape[0], 1))
         return params
+
+    def make_strategy(self) -> ThreeDGSStrategy:  # type: ignore[override]
+        """The original 3DGS densification, from Splatfacto's field names (C3DGS defaults: 3DGS values)."""
+        cfg = self.config
+        return ThreeDGSStrategy(
+            prune_opa=cfg.cull_alpha_thresh, grow_grad2d=cfg.densify_grad_thresh, grow_scale3d=cfg.densify_size_thresh,
+            grow_scale2d=cfg.split_screen_size, prune_scale3d=cfg.cull_scale_thresh,
+            prune_scale2d=cfg.cull_screen_size, refine_scale2d_stop_iter=cfg.stop_screen_size_at,
+            refine_start_iter=cfg.warmup_length, refine_stop_iter=cfg.stop_split_at,
+            reset_every=cfg.reset_alpha_every * cfg.refine_every, refine_every=cfg.refine_every,
+            pause_refine_after_reset=cfg.pause_refine_after_reset, absgrad=cfg.use_absgrad, verbose=False,
+        )
 
     def get_param_groups(self) -> Dict[str, List[Parameter]]:
         groups = super().get_param_groups()
         groups["color_field"] = list(self.color_field.parameters())
-        groups["rvq_codebooks"] = [self.vq_scale.codebooks, self.vq_rotation.codebooks]
         return groups
 
-    def get_training_callbacks(self, training_callback_attributes: TrainingCallbackAttributes) -> List[TrainingCallback]:
+    def get_training_callbacks(
+        self, training_callback_attributes: TrainingCallbackAttributes
+    ) -> List[TrainingCallback]:
         trainer = training_callback_attributes.trainer
         if self.total_steps is None and trainer is not None:
             self.total_steps = trainer.config.max_num_iterations
+        self.apply_scene_extent(training_callback_attributes)
         return super().get_training_callbacks(training_callback_attributes)
+
+    def apply_scene_extent(self, attributes: TrainingCallbackAttributes) -> None:
+        """3DGS's camera extent: the strategy's ``scene_scale`` and a factor on the centres' learning rate."""
+        pipeline = attributes.pipeline
+        dataset = getattr(getattr(pipeline, "datamanager", None), "train_dataset", None)
+        if dataset is None:
+            return
+        extent = camera_extent(dataset.cameras.camera_to_worlds)
+        if self.config.scene_extent_from_cameras:
+            self.strategy_state["scene_scale"] = extent
+        target = extent if self.config.means_lr_times_extent else 1.0
+        optimizers = attributes.optimizers
+        if optimizers is not None and "means" in optimizers.optimizers:
+            scale_learning_rate(optimizers.optimizers["means"], optimizers.schedulers.get("means"),
+                                target / float(self.means_lr_extent))
+            self.means_lr_extent.fill_(target)
+        CONSOLE.log(f"C3DGS: camera extent {extent:.4f} (densification scale, centres' lr x {target:.4f})")
+
+    def load_state_dict(self, state_dict, **kwargs):  # type: ignore[override]
+        state_dict.setdefault("means_lr_extent", torch.ones(()))  # checkpoints from before the extent scaling
+        return super().load_state_dict(state_dict, **kwargs)
 
     # ------------------------------------------------------------------------------------------------ R-VQ
     @property
@@ -185,9 +253,10 @@ class C3DGSModel(NGSplatModel):
         if crop_ids is not None:
             scales, quats, mask_logits, opacity_logits = (
                 scales[crop_ids], quats[crop_ids], mask_logits[crop_ids], opacity_logits[crop_ids])
-        if self.rvq_enabled:
-            scales, _ = self.vq_scale(scales)
-            quats, _ = self.vq_rotation(quats)
+        if self.rvq_enabled:  # official in-place codebook step in every training render
+            update = self.training and torch.is_grad_enabled()
+            scales, _ = self.vq_scale(scales, update=update)
+            quats, _ = self.vq_rotation(quats, update=update)
         mask = straight_through_mask(mask_logits.squeeze(-1), self.config.mask_threshold)
         return quats, scales * mask[:, None], torch.sigmoid(opacity_logits).squeeze(-1) * mask
 

@@ -5,9 +5,17 @@ attribute is the sum of the chosen codes, so each Gaussian stores ``num_stages``
 ``log2(codebook_size)`` bits. Codebooks start from k-means on the residuals of the current attributes (the
 official code: ``kmeans_init=True, kmeans_iters=1``).
 
-Gradients (training): the quantised output is ``q + (x - sg(x))``: its value is the sum of codes ``q``, the
-input ``x`` receives the output gradient unchanged (straight-through) and each code receives the summed gradient
-of the Gaussians that chose it, so the codebooks are learnt by the optimiser (their own parameter group).
+Training (official code: ``vector_quantize_pytorch`` 1.8.1 ``ResidualVQ`` with ``learnable_codebook=True``,
+``ema_update=False``, ``in_place_codebook_optimizer=Adam(lr=1e-4)``, ``commitment_weight=0``):
+
+* codebooks are not trained by the rendering loss. In every training forward, stage by stage, the stage's codebook
+  takes one Adam step (lr ``codebook_lr``, betas 0.9/0.999, eps 1e-8) on ``MSE(code[nearest], residual)`` (mean
+  over the residual's elements), then the residual is re-assigned to the updated codes and the next stage sees
+  what they leave (``VectorQuantize.forward``, "one step in-place update" then "quantize again");
+* each stage's output is straight-through to its input residual, and the residuals pass gradients through, so the
+  input receives ``num_stages`` times the output gradient (6x in C3DGS).
+
+Outside training the output is the sum of the chosen codes (no update).
 """
 
 from __future__ import annotations
@@ -47,14 +55,27 @@ def kmeans(points: Float[Tensor, "n d"], num_clusters: int, iterations: int,
 class ResidualVectorQuantizer(nn.Module):
     """``num_stages`` residual stages of ``codebook_size`` codes for ``dim``-dimensional vectors.
 
-    ``codebooks`` is a ``[num_stages, codebook_size, dim]`` parameter; ``initialized`` records whether k-means has
-    set it (a checkpoint keeps both).
+    ``codebooks`` is a ``[num_stages, codebook_size, dim]`` buffer (updated in place, see the module docstring);
+    ``initialized`` records whether k-means has set it. A checkpoint keeps both and the in-place Adam state.
     """
 
-    def __init__(self, dim: int, num_stages: int = 6, codebook_size: int = 64) -> None:
+    ADAM_BETAS = (0.9, 0.999)
+    ADAM_EPS = 1e-8
+
+    def __init__(self, dim: int, num_stages: int = 6, codebook_size: int = 64, codebook_lr: float = 1e-4) -> None:
         super().__init__()
-        self.codebooks = nn.Parameter(torch.zeros(num_stages, codebook_size, dim))
+        self.codebook_lr = codebook_lr
+        self.register_buffer("codebooks", torch.zeros(num_stages, codebook_size, dim))
         self.register_buffer("initialized", torch.zeros((), dtype=torch.bool))
+        self.register_buffer("adam_exp_avg", torch.zeros(num_stages, codebook_size, dim))
+        self.register_buffer("adam_exp_avg_sq", torch.zeros(num_stages, codebook_size, dim))
+        self.register_buffer("adam_steps", torch.zeros(num_stages))
+
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):  # type: ignore[override]
+        """Checkpoints written before the in-place update (codebooks as a parameter, no Adam state) still load."""
+        for name in ("adam_exp_avg", "adam_exp_avg_sq", "adam_steps"):
+            state_dict.setdefault(prefix + name, getattr(self, name).clone())
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
     @property
     def num_stages(self) -> int:
@@ -66,35 +87,58 @@ class ResidualVectorQuantizer(nn.Module):
 
     @torch.no_grad()
     def initialize(self, values: Float[Tensor, "n dim"], kmeans_iterations: int = 1, seed: int = 0) -> None:
-        """Fit every stage's codebook by k-means to the residual the previous stages leave."""
+        """Fit every stage's codebook by k-means to the residual the previous stages leave (Adam state reset)."""
         generator = torch.Generator().manual_seed(seed)
         residual = values.detach().float()
         for stage in range(self.num_stages):
             codebook = kmeans(residual, self.codebook_size, kmeans_iterations, generator)
-            self.codebooks.data[stage] = codebook.to(self.codebooks.dtype)
+            self.codebooks[stage] = codebook.to(self.codebooks.dtype)
             residual = residual - codebook[nearest_code(residual, codebook)]
+        for name in ("adam_exp_avg", "adam_exp_avg_sq", "adam_steps"):
+            getattr(self, name).zero_()
         self.initialized.fill_(True)
 
-    def encode(self, values: Float[Tensor, "n dim"]) -> Int[Tensor, "n num_stages"]:
-        """Greedy residual assignment: stage by stage, the code nearest to what is left."""
+    @torch.no_grad()
+    def _update_stage(self, stage: int, residual: Float[Tensor, "n dim"]) -> None:
+        """One Adam step of stage ``stage`` on ``mean((code[nearest] - residual)^2)`` (torch ``Adam`` arithmetic)."""
+        codebook = self.codebooks[stage]
+        index = nearest_code(residual, codebook)
+        grad = torch.zeros_like(codebook).index_add_(0, index, codebook[index] - residual)
+        grad *= 2.0 / max(residual.numel(), 1)
+        beta1, beta2 = self.ADAM_BETAS
+        self.adam_steps[stage] += 1
+        step = float(self.adam_steps[stage])
+        exp_avg, exp_avg_sq = self.adam_exp_avg[stage], self.adam_exp_avg_sq[stage]
+        exp_avg.mul_(beta1).add_(grad, alpha=1 - beta1)
+        exp_avg_sq.mul_(beta2).addcmul_(grad, grad, value=1 - beta2)
+        denom = (exp_avg_sq.sqrt() / (1 - beta2 ** step) ** 0.5).add_(self.ADAM_EPS)
+        codebook.addcdiv_(exp_avg, denom, value=-self.codebook_lr / (1 - beta1 ** step))
+
+    def encode(self, values: Float[Tensor, "n dim"], update: bool = False) -> Int[Tensor, "n num_stages"]:
+        """Greedy residual assignment: stage by stage, the code nearest to what is left (after the stage's
+        in-place update when ``update``)."""
         residual = values.detach()
-        codebooks = self.codebooks.detach()
         indices = []
         for stage in range(self.num_stages):
-            index = nearest_code(residual, codebooks[stage])
-            residual = residual - codebooks[stage][index]
+            if update:
+                self._update_stage(stage, residual)
+            codebook = self.codebooks[stage]
+            index = nearest_code(residual, codebook)
+            residual = residual - codebook[index]
             indices.append(index)
         if not indices:
             return torch.zeros(values.shape[0], 0, dtype=torch.long, device=values.device)
         return torch.stack(indices, dim=-1)
 
     def decode(self, indices: Int[Tensor, "n num_stages"]) -> Float[Tensor, "n dim"]:
-        """Sum of the indexed codes (differentiable with respect to the codebooks)."""
+        """Sum of the indexed codes."""
         stages = torch.arange(self.num_stages, device=indices.device)
         return self.codebooks[stages[None, :], indices.long()].sum(dim=1)
 
-    def forward(self, values: Float[Tensor, "n dim"]) -> Tuple[Float[Tensor, "n dim"], Int[Tensor, "n num_stages"]]:
-        """Quantised values (straight-through to ``values``, learnable codes) and the stored indices."""
-        indices = self.encode(values)
+    def forward(self, values: Float[Tensor, "n dim"], update: bool = False
+                ) -> Tuple[Float[Tensor, "n dim"], Int[Tensor, "n num_stages"]]:
+        """Quantised values (``num_stages`` x straight-through to ``values``) and the stored indices; ``update``
+        takes the official in-place codebook step first (training)."""
+        indices = self.encode(values, update=update)
         quantized = self.decode(indices)
-        return quantized + (values - values.detach()), indices
+        return quantized + self.num_stages * (values - values.detach()), indices

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import json
 
 import pytest
 import torch
@@ -11,6 +12,7 @@ from method_configs.c3dgs import c3dgs
 from ng_methods.c3dgs.cli import CompactToPly, ExportCompact
 from ng_methods.c3dgs.compact import load_compact
 from ng_methods.c3dgs.mask import kept_gaussians
+from ng_methods.splat.strategy_3dgs import ThreeDGSStrategy, camera_extent
 from tests.c3dgs.test_compact import MAX_PIXEL_ERROR, MIN_PSNR_DB, read_ply
 from tests.methods.splat_training import reduce_splat_for_cpu
 from tests.training import run_ns_export, train_and_check
@@ -41,6 +43,12 @@ def test_trains_compresses_and_exports(tiny_lego, tmp_path, ffmpeg_on_path):
     model = trainer.pipeline.model
     pipeline = trainer.pipeline
 
+    # the official recipe: 3DGS densification on the camera extent, which also scales the centres' learning rate
+    extent = camera_extent(pipeline.datamanager.train_dataset.cameras.camera_to_worlds)
+    assert isinstance(model.strategy, ThreeDGSStrategy) and model.strategy_state["scene_scale"] == extent
+    means_group = trainer.optimizers.optimizers["means"].param_groups[0]
+    assert means_group["initial_lr"] == pytest.approx(1.6e-4 * extent)
+
     # R-VQ ran in the final steps; masked Gaussians were removed; storage was reported
     assert model.rvq_enabled and model.rvq_start_step == STEPS - 10
     assert 0 < model.num_points < NUM_GAUSSIANS
@@ -48,10 +56,14 @@ def test_trains_compresses_and_exports(tiny_lego, tmp_path, ffmpeg_on_path):
     uncompressed = model.num_points * FLOATS_PER_3DGS_GAUSSIAN * 4
     assert model.final_storage_bytes is not None and model.final_storage_bytes < uncompressed
 
-    # compact export as ng-c3dgs-export does it (in-process: the CPU budget), then the loaded file renders like
-    # the trained model
-    compact = tmp_path / "scene.ngc"
-    ExportCompact(load_config=config_path, output_path=compact, hash_prune_threshold=0.0).main()
+    # compact export as ng-c3dgs-export does it (in-process: the CPU budget), with the decoded file evaluated on the
+    # test split (the paper's +PP protocol); then the loaded file renders like the trained model
+    compact, metrics_path = tmp_path / "scene.ngc", tmp_path / "pp.json"
+    ExportCompact(load_config=config_path, output_path=compact, hash_prune_threshold=0.0,
+                  eval_output_path=metrics_path).main()
+    evaluated = json.loads(metrics_path.read_text())
+    assert evaluated["num_gaussians"] == model.num_points and evaluated["compact_mb"] > 0
+    assert 5 < evaluated["results"]["psnr"] < 60
     loaded = load_compact(compact)
     assert loaded.num_points == model.num_points
     model.eval()
