@@ -1,8 +1,9 @@
 """Time-aware (dynamic-scene) methods: ``4d-rotor-gs``.
 
 ``4d-rotor-gs`` trains on D-NeRF scenes by default (``ng-dnerf-data`` with RGBA kept, composited over the model's
-black background), 3 training images per step (``MultiImageDatamanager``); use ``nonrigid-data`` (or any
-dataparser that fills ``Cameras.times``) for other videos.
+black background) at 400 px (``camera_res_scale_factor = 0.5``, the official D-NeRF protocol), 3 training images
+per step (``MultiImageDatamanager``); use ``nonrigid-data`` (or any dataparser that fills ``Cameras.times``) for
+other videos, with ``--pipeline.datamanager.camera-res-scale-factor 1`` for full resolution.
 """
 
 from __future__ import annotations
@@ -22,6 +23,9 @@ ROTOR4D_LR_DECAY_STEPS = 30000
 """The official schedules decay over 30k steps although training stops at 20k (kept as is)."""
 ROTOR4D_IMAGES_PER_STEP = 3
 """Cameras rendered per optimisation step (official D-NeRF batch)."""
+DNERF_RESOLUTION_SCALE = 0.5
+"""The official D-NeRF parser divides the intrinsics by ``downsample = 2`` and the model resizes the ground truth to
+match: training and evaluation at 400 px from the 800 px originals."""
 
 
 def rotor4d_optimizers(max_steps: int = ROTOR4D_LR_DECAY_STEPS) -> Dict[str, Dict[str, object]]:
@@ -47,6 +51,7 @@ rotor4d_gs = MethodSpecification(
             dataparser=NgDNeRFDataParserConfig(alpha_color=None),
             cache_images_type="uint8",
             images_per_step=ROTOR4D_IMAGES_PER_STEP,
+            camera_res_scale_factor=DNERF_RESOLUTION_SCALE,
         ),
     ),
     description="4D Gaussian splatting with 4D rotors (Duan et al. 2024): time-sliced 4D Gaussians, D-NeRF setup.",

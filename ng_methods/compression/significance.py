@@ -96,7 +96,7 @@ def prune_gaussians(
 
 
 def prune_steps(fractions: Sequence[float], max_steps: int) -> list[int]:
-    """Training steps for pruning rounds given as fractions of the run (Light4GS: 15k and 18k of 20k)."""
+    """Training steps for pruning rounds given as fractions of the run (Light4GS: 15k and 18k of its 30k D-NeRF run)."""
     return sorted({min(max(int(round(f * max_steps)), 0), max_steps - 1) for f in fractions})
 
 

@@ -6,9 +6,8 @@ For one attribute ``S`` of one Gaussian (position, rotation or colour DC) at map
 
 The coefficients ``(a_l, b_l, c_l)`` are stored as ``[N, L, dim, 3]`` and zero-initialised, so an untrained
 model is static. The released code (Linyou/polyfourier, a Taichi kernel) evaluates the same sum and divides by the
-configured ``L``; here it is plain vectorised PyTorch, so autograd also gives the exact derivative with respect to
-the time (the Taichi backward for the time input carries an extra factor ``l`` and the opposite sign on the cosine
-term; we do not copy that).
+configured ``L``; here it is plain vectorised PyTorch, and autograd gives the derivative with respect to the time
+that the released Taichi backward also computes (the chain rule of the ``t^l``, sine and cosine terms).
 
 Time mapping (D3DGS ``d3dgs_poly``): ``t' = t * time_scale + time_offset - tau_i`` with the dataset time
 ``t`` in [0, 1] and a learnable per-Gaussian offset ``tau_i`` (``time_center`` in the Pointrix port).

@@ -1,9 +1,14 @@
 """``GaussianFlowModel``: Gaussian-Flow (Lin et al., CVPR 2024) on the ng-methods splat base.
 
 Every Gaussian carries Dual-Domain Deformation Model coefficients (:mod:`ng_methods.gaussian_flow.dddm`) for its
-position, rotation (the unnormalised quaternion) and colour DC, plus a learnable time offset ``tau_i``; scale,
-opacity and the higher SH bands are static. All of them live in ``gauss_params``, so gsplat's ``DefaultStrategy``
-splits, duplicates and prunes them with the Gaussians and each gets its own optimizer group.
+position, rotation (the unnormalised quaternion), colour DC and, when ``sh_rest_order > 0`` (the released lego
+recipe), its SH-AC bands, plus a learnable time offset ``tau_i``; scale and opacity are static. All of them live in
+``gauss_params``, so the densification strategy (:class:`.strategy.GaussianFlowStrategy`, gsplat's
+``DefaultStrategy`` with the released rules) splits, duplicates and prunes them with the Gaussians and each gets
+its own optimizer group.
+
+With :class:`ng_methods.dynamic.datamanager.MultiImageDatamanager` (``images_per_step = 8``, the released lego
+batch) ``get_outputs`` receives ``[B]`` cameras, renders each at its own time, and the L1 loss averages over them.
 
 Optional Light4GS-style significance pruning (:mod:`ng_methods.compression.significance`) runs through a training
 callback when ``significance_prune_at`` is set (the ``gaussian-flow-compressed`` method).
@@ -12,7 +17,7 @@ callback when ``significance_prune_at`` is set (the ``gaussian-flow-compressed``
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Dict, List, Literal, Optional, Tuple, Type
+from typing import Dict, List, Literal, Optional, Tuple, Type, Union
 
 import torch
 from nerfstudio.cameras.cameras import Cameras
@@ -23,32 +28,40 @@ from torch.nn import Parameter
 from ng_methods.dynamic.times import camera_time
 from ng_methods.gaussian_flow.dddm import dddm_residual, map_time
 from ng_methods.gaussian_flow.losses import knn_rigidity_loss, temporal_smoothness_loss
+from ng_methods.gaussian_flow.protocol import batch_mean, camera_extent, quantised_metrics, scale_lrs
+from ng_methods.gaussian_flow.strategy import GaussianFlowStrategy
 from ng_methods.splat.knn import nearest_neighbours
 from ng_methods.splat.model import GaussiansToRender, NGSplatModel, NGSplatModelConfig
 
-# (gauss_params name of the trajectory, static attribute it deforms, attribute width)
-TRAJECTORIES = (("means_traj", "means", 3), ("quats_traj", "quats", 4), ("features_dc_traj", "features_dc", 3))
+# (gauss_params name of the trajectory, static attribute it deforms); the attribute's trailing dims are flattened
+TRAJECTORIES = (("means_traj", "means"), ("quats_traj", "quats"), ("features_dc_traj", "features_dc"),
+                ("features_rest_traj", "features_rest"))
+POSITION_LR_GROUPS = ("means", "means_traj")
+"""Groups whose learning rate the released code multiplies by ``cameras_extent`` (``spatial_lr_scale``)."""
 
 
 @dataclass
 class GaussianFlowModelConfig(NGSplatModelConfig):
-    """Gaussian-Flow: Splatfacto's Gaussians with polynomial + Fourier trajectories (D-NeRF defaults)."""
+    """Gaussian-Flow: Splatfacto's Gaussians with polynomial + Fourier trajectories (released lego recipe)."""
 
     _target: Type = field(default_factory=lambda: GaussianFlowModel)
-    position_order: int = 5
-    """DDDM order L of the position trajectory (released D-NeRF default 5; the lego config uses 2)."""
-    rotation_order: int = 4
-    """DDDM order L of the quaternion trajectory (released D-NeRF default 4; lego 1, i.e. a constant offset)."""
-    color_order: int = 6
-    """DDDM order L of the colour-DC trajectory (released D-NeRF default 6; lego 2)."""
+    position_order: int = 2
+    """DDDM order L of the position trajectory (released lego 2; per-scene values: ``recipes.py``)."""
+    rotation_order: int = 1
+    """DDDM order L of the quaternion trajectory (lego 1, i.e. a constant offset)."""
+    color_order: int = 2
+    """DDDM order L of the colour-DC trajectory (lego 2)."""
+    sh_rest_order: int = 2
+    """DDDM order L of the SH-AC (``features_rest``) trajectory; 0 keeps the AC bands static (lego 2, others 0)."""
     time_scale: float = 0.5
-    """Global time rescaling ``s`` in ``t' = t*s + o - tau_i`` (released: 0.5 for D-NeRF/lego, 0.8 for DyNeRF)."""
+    """Global time rescaling ``s`` in ``t' = t*s + o - tau_i`` (released ``factor_t_value``: lego 0.5)."""
     time_shift: float = 0.1
-    """Global time offset ``o`` in ``t' = t*s + o - tau_i`` (released: 0.1)."""
+    """Global time offset ``o`` in ``t' = t*s + o - tau_i`` (released ``offset_t_value``: 0.1)."""
     time_noise: float = 0.0
-    """Std of Gaussian noise on the training time, annealed linearly to 0 over ``time_noise_steps`` (released: off)."""
-    time_noise_steps: int = 30000
-    """Steps over which ``time_noise`` anneals to 0."""
+    """Std of Gaussian noise on the mapped training time, annealed linearly to 0 over ``time_noise_steps``
+    (released ``random_noise``: off on lego, 0.01 x ``time_scale`` on most other scenes)."""
+    time_noise_steps: int = 10000
+    """Steps over which ``time_noise`` anneals to 0 (the run length)."""
     temporal_smoothness_weight: float = 0.0
     """Weight of ``|D(t'+delta) - sg D(t')|`` on positions (paper; disabled in the released configs, so 0)."""
     temporal_delta: float = 0.01
@@ -61,7 +74,7 @@ class GaussianFlowModelConfig(NGSplatModelConfig):
     """Neighbour weights ``exp(-theta * d^2)`` from the time-0 distances (released: 1e5)."""
     significance_prune_at: Tuple[float, ...] = ()
     """Fractions of the run's steps at which to prune by Light4GS spatio-temporal significance (empty: never;
-    Light4GS prunes at 15k and 18k of 20k, i.e. (0.75, 0.9))."""
+    Light4GS prunes at 15k and 18k of its 30k D-NeRF run, i.e. (0.5, 0.6))."""
     significance_prune_fraction: float = 0.4
     """Fraction of the least significant Gaussians removed at each pruning round (Light4GS: 0.4)."""
     ssim_lambda: float = 0.0
@@ -69,20 +82,51 @@ class GaussianFlowModelConfig(NGSplatModelConfig):
     background_color: Literal["random", "black", "white"] = "white"
     """D-NeRF scenes are composited on white (the released D-NeRF configs set ``white_bg``)."""
     random_init: bool = True
-    """D-NeRF has no SfM points: start from random Gaussians (the released D-NeRF config: 10k random points)."""
-    num_random: int = 10000
-    """Number of random initial Gaussians."""
+    """D-NeRF has no SfM points: start from random Gaussians."""
+    num_random: int = 2000
+    """Number of random initial Gaussians (released D-NeRF reader: 2000)."""
     random_scale: float = 2.6
-    """Side of the cube the random Gaussians fill (the released config samples radius 1.3)."""
-    cull_alpha_thresh: float = 0.005
-    """Prune Gaussians below this opacity. gsplat resets opacities to twice this value, so 0.005 gives the released
-    reset value 0.01 (the released pruning threshold is 1e-3, which would reset to 0.002)."""
-    stop_split_at: int = 15000
-    """Stop densifying after this step (released D-NeRF config: 15k)."""
+    """Side of the cube the random Gaussians fill (released: uniform in [-1.3, 1.3]^3)."""
+    grey_identity_init: bool = True
+    """Released random initialisation: identity rotations and SH-DC ~ U[0, 1/255] (near grey); False keeps
+    Splatfacto's random rotations and colours."""
+    num_downscales: int = 0
+    """Full resolution from step 0 (the released code has no resolution schedule)."""
+    sh_degree_interval: int = 100
+    """Raise the SH degree every this many steps (released: every 100)."""
+    warmup_length: int = 500
+    """No densification up to this step (``densify_from_iter``)."""
+    refine_every: int = 100
+    """Densify and prune every this many steps (``densification_interval`` = ``prune_interval``)."""
+    stop_split_at: int = 5000
+    """No densification (or opacity reset) from this step (lego ``densify_until_iter``)."""
+    densify_grad_thresh: float = 5e-5
+    """Mean NDC view-space gradient (summed over the step's views) at or above which Gaussians densify (lego)."""
+    use_absgrad: bool = False
+    """The released rule thresholds the plain (signed-sum) gradient, not gsplat's absgrad."""
+    cull_alpha_thresh: float = 0.001
+    """Prune Gaussians below this opacity (``min_opacity``)."""
+    reset_alpha_every: int = 30
+    """Reset opacities every this many refinements (``opacity_reset_interval`` 3000)."""
+    reset_alpha_value: float = 0.1
+    """Opacities are clamped to at most this at each reset (released ``reset_opacity``: 0.1)."""
+    reset_alpha_at_warmup: bool = True
+    """Also reset at ``warmup_length`` (the released rule for white backgrounds)."""
+    cull_scale_thresh: float = 0.1
+    """After the first reset, prune Gaussians larger than this fraction of the camera extent."""
+    cull_screen_radius: Optional[float] = None
+    """After the first reset, prune Gaussians whose screen radius exceeded this many pixels. None: never, as the
+    released code (its 20 px test reads radii that ``densification_postfix`` has just zeroed)."""
+    extent_from_cameras: bool = True
+    """Scene extent = 1.1 x the largest distance of a training camera from the cameras' centroid (released
+    ``cameras_extent``); it scales the position learning rates and the densify/prune size thresholds.
+    False: 1 (the learning rates and thresholds are then absolute)."""
+    quantise_eval_metrics: bool = True
+    """Evaluate PSNR/SSIM/LPIPS on 8-bit images, as the released ``metrics.py`` does on saved PNGs."""
 
 
 class GaussianFlowModel(NGSplatModel):
-    """Splat model whose position, rotation and colour DC follow per-Gaussian DDDM trajectories in time."""
+    """Splat model whose position, rotation and colours follow per-Gaussian DDDM trajectories in time."""
 
     config: GaussianFlowModelConfig
 
@@ -93,23 +137,46 @@ class GaussianFlowModel(NGSplatModel):
 
     def initial_gaussians(self) -> Dict[str, Parameter]:
         params = super().initial_gaussians()
+        cfg = self.config
         n = params["means"].shape[0]
-        orders = (self.config.position_order, self.config.rotation_order, self.config.color_order)
-        for (name, _, dim), order in zip(TRAJECTORIES, orders):
-            params[name] = Parameter(torch.zeros(n, order, dim, 3))  # zero-init: the scene starts static
+        if cfg.grey_identity_init:
+            with torch.no_grad():
+                params["quats"].zero_()[:, 0] = 1.0
+                if cfg.sh_degree > 0:
+                    params["features_dc"].copy_(torch.rand(n, 3) / 255.0)  # RGB2SH(SH2RGB(U[0, 1/255]))
+                else:
+                    params["features_dc"].zero_()  # sigmoid(0) = grey
+        orders = (cfg.position_order, cfg.rotation_order, cfg.color_order, cfg.sh_rest_order)
+        for (name, attribute), order in zip(TRAJECTORIES, orders):
+            width = params[attribute][0].numel()
+            if order > 0 and width > 0:
+                params[name] = Parameter(torch.zeros(n, order, width, 3))  # zero-init: the scene starts static
         params["time_offsets"] = Parameter(torch.zeros(n, 1))
         return params
+
+    def make_strategy(self) -> GaussianFlowStrategy:  # type: ignore[override]
+        cfg = self.config
+        return GaussianFlowStrategy(
+            prune_opa=cfg.cull_alpha_thresh, grow_grad2d=cfg.densify_grad_thresh, grow_scale3d=cfg.densify_size_thresh,
+            prune_scale3d=cfg.cull_scale_thresh, refine_start_iter=cfg.warmup_length,
+            refine_stop_iter=cfg.stop_split_at, reset_every=cfg.reset_alpha_every * cfg.refine_every,
+            refine_every=cfg.refine_every, absgrad=cfg.use_absgrad, revised_opacity=False, verbose=False,
+            reset_opacity=cfg.reset_alpha_value, prune_radius_px=cfg.cull_screen_radius,
+            extra_reset_steps=(cfg.warmup_length,) if cfg.reset_alpha_at_warmup else (),
+        )
 
     # ------------------------------------------------------------------------------------------------ deformation
     def deformed_attributes(
         self, time: Tensor, params: Optional[Dict[str, Tensor]] = None, noise_std: float = 0.0
     ) -> Dict[str, Tensor]:
-        """``means``, ``quats`` and ``features_dc`` at the normalised ``time`` (others pass through unchanged)."""
+        """The deformed attributes at the normalised ``time`` (static ones pass through unchanged)."""
         params = dict(self.gauss_params if params is None else params)
         t = map_time(time.to(params["time_offsets"].device), params["time_offsets"],
                      self.config.time_scale, self.config.time_shift, noise_std)
-        for traj_name, name, _ in TRAJECTORIES:
-            params[name] = params[name] + dddm_residual(params[traj_name], t)
+        for traj_name, name in TRAJECTORIES:
+            if traj_name in params:
+                base = params[name]
+                params[name] = base + dddm_residual(params[traj_name], t).reshape(base.shape)
         return params
 
     def _time_noise(self) -> float:
@@ -125,22 +192,53 @@ class GaussianFlowModel(NGSplatModel):
         params = self.deformed_attributes(time, params, self._time_noise())
         return self.gaussians_from_params(params)
 
+    def get_outputs(self, camera: Cameras) -> Dict[str, Union[Tensor, list]]:
+        """Render one camera; in training, a batch ``[B]`` of cameras gives outputs stacked ``[B, H, W, C]``."""
+        if not (self.training and camera.shape[0] > 1):
+            return super().get_outputs(camera)
+        cam_idx = (camera.metadata or {}).get("cam_idx")
+        views, infos = [], []
+        for i in range(camera.shape[0]):
+            view = camera[i:i + 1]
+            view.metadata = None if cam_idx is None else {"cam_idx": cam_idx[i]}
+            views.append(super().get_outputs(view))
+            infos.append(self.info)
+        self.info = {"views": infos}
+        return {"rgb": torch.stack([v["rgb"] for v in views]), "depth": None,
+                "accumulation": torch.stack([v["accumulation"] for v in views]), "background": views[0]["background"]}
+
     # ------------------------------------------------------------------------------------------------ losses
+    def get_metrics_dict(self, outputs, batch) -> Dict[str, Tensor]:
+        if outputs["rgb"].dim() == 4:
+            return batch_mean(super().get_metrics_dict, outputs, batch)
+        return super().get_metrics_dict(outputs, batch)
+
     def get_loss_dict(self, outputs, batch, metrics_dict=None) -> Dict[str, Tensor]:
-        if self.config.ssim_lambda > 0:
-            loss_dict = super().get_loss_dict(outputs, batch, metrics_dict)
-        else:  # the released L1-only loss (skips the SSIM evaluation)
-            gt_img = self.composite_with_background(self.get_gt_img(batch["image"]), outputs["background"])
-            pred_img = outputs["rgb"]
-            if "mask" in batch:
-                mask = self._downscale_if_required(batch["mask"]).to(self.device)
-                gt_img, pred_img = gt_img * mask, pred_img * mask
-            loss_dict = {"main_loss": torch.abs(gt_img - pred_img).mean()}
-            if self.training:
-                self.camera_optimizer.get_loss_dict(loss_dict)
+        if outputs["rgb"].dim() == 4:  # released batch loss: L1 over the stacked views (= mean of per-view L1)
+            loss_dict = batch_mean(self._photometric_loss, outputs, batch)
+        else:
+            loss_dict = self._photometric_loss(outputs, batch)
+        if self.training:
+            self.camera_optimizer.get_loss_dict(loss_dict)
         if self.training and self._training_time is not None:
             loss_dict.update(self._regularisers(self._training_time))
         return loss_dict
+
+    def _photometric_loss(self, outputs, batch) -> Dict[str, Tensor]:
+        if self.config.ssim_lambda > 0:
+            loss = NGSplatModel.get_loss_dict(self, outputs, batch)
+            return {"main_loss": loss["main_loss"]}
+        gt_img = self.composite_with_background(self.get_gt_img(batch["image"]), outputs["background"])
+        pred_img = outputs["rgb"]
+        if "mask" in batch:
+            mask = self._downscale_if_required(batch["mask"]).to(self.device)
+            gt_img, pred_img = gt_img * mask, pred_img * mask
+        return {"main_loss": torch.abs(gt_img - pred_img).mean()}
+
+    def get_image_metrics_and_images(self, outputs, batch):
+        if not self.config.quantise_eval_metrics:
+            return super().get_image_metrics_and_images(outputs, batch)
+        return quantised_metrics(self, outputs, batch)
 
     def _regularisers(self, time: Tensor) -> Dict[str, Tensor]:
         cfg = self.config
@@ -177,6 +275,7 @@ class GaussianFlowModel(NGSplatModel):
         self, training_callback_attributes: TrainingCallbackAttributes
     ) -> List[TrainingCallback]:
         callbacks = super().get_training_callbacks(training_callback_attributes)
+        self._apply_camera_extent(training_callback_attributes)
         if self.config.significance_prune_at:
             from ng_methods.compression.significance import significance_pruning_callback
 
@@ -185,3 +284,12 @@ class GaussianFlowModel(NGSplatModel):
                 self.config.significance_prune_fraction,
             ))
         return callbacks
+
+    def _apply_camera_extent(self, attributes: TrainingCallbackAttributes) -> None:
+        """Released ``cameras_extent``: the strategy's scene scale and the position learning rates' factor."""
+        if not self.config.extent_from_cameras or attributes.pipeline is None:
+            return
+        extent = camera_extent(attributes.pipeline.datamanager.train_dataset.cameras)
+        self.strategy_state["scene_scale"] = extent
+        if attributes.optimizers is not None:
+            scale_lrs(attributes.optimizers, POSITION_LR_GROUPS, extent)

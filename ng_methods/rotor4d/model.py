@@ -18,14 +18,17 @@ and the losses average over the views. See ``docs/4d-rotor-gs.md`` for the diffe
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Dict, Optional, Tuple, Type, Union
+from typing import Dict, List, Optional, Tuple, Type, Union
 
 import torch
 from nerfstudio.cameras.cameras import Cameras
 from torch import Tensor
 from torch.nn import Parameter
 
+from nerfstudio.engine.callbacks import TrainingCallback, TrainingCallbackAttributes
+
 from ng_methods.dynamic import camera_time
+from ng_methods.gaussian_flow.protocol import camera_extent, quantised_metrics
 from ng_methods.rotor4d.losses import opacity_entropy_loss, velocity_consistency_loss
 from ng_methods.rotor4d.rotor import identity_rotors
 from ng_methods.rotor4d.slicing import TEMPORAL_CULL_EXPONENT, SlicedGaussians, slice_gaussians
@@ -80,7 +83,11 @@ class Rotor4DGSModelConfig(NGSplatModelConfig):
     temporal_extent: float = 5.0
     """T_ext of the official code (5 for D-NeRF, 10 for N3V)."""
     spatial_extent: Optional[float] = None
-    """Scene extent for the spatial thresholds; None: half the diagonal of the dataparser's scene box."""
+    """Scene extent for the spatial thresholds; None: from the training cameras (``extent_from_cameras``) or
+    half the diagonal of the dataparser's scene box."""
+    extent_from_cameras: bool = True
+    """With ``spatial_extent`` None: the official ``camera_extent``, the largest distance of a training camera from
+    the cameras' centroid (4.41 on D-NeRF lego), set when training starts; False: half the scene-box diagonal."""
     n_split_samples: int = 2
     """How many Gaussians a split one becomes."""
     split_scale_factor: float = 1.6
@@ -107,6 +114,9 @@ class Rotor4DGSModelConfig(NGSplatModelConfig):
     """Time is multiplied by this before the 4D neighbour search (5 for D-NeRF)."""
     default_time: float = 0.0
     """Time rendered for cameras without ``times`` (e.g. ``ns-render interpolate``)."""
+    quantise_eval_metrics: bool = False
+    """Evaluate on 8-bit images (for comparisons with codes whose metric scripts read PNGs); the official
+    4D-Rotor GS evaluation is on float images, so off."""
 
 
 class Rotor4DGSModel(NGSplatModel):
@@ -145,6 +155,14 @@ class Rotor4DGSModel(NGSplatModel):
         if self.config.spatial_extent is not None:
             return float(self.config.spatial_extent)
         return float(self.scene_box.get_diagonal_length()) / 2.0
+
+    def get_training_callbacks(self, attributes: TrainingCallbackAttributes) -> List[TrainingCallback]:
+        """Splatfacto's callbacks; first sets the official camera extent on the strategy (see ``spatial_extent``)."""
+        cfg = self.config
+        if cfg.spatial_extent is None and cfg.extent_from_cameras and attributes.pipeline is not None:
+            cameras = attributes.pipeline.datamanager.train_dataset.cameras
+            self.strategy.spatial_extent = camera_extent(cameras, factor=1.0)
+        return super().get_training_callbacks(attributes)
 
     def make_strategy(self) -> Rotor4DStrategy:  # type: ignore[override]
         """The official 4D refinement schedule (see :class:`Rotor4DStrategy`)."""
@@ -239,6 +257,11 @@ class Rotor4DGSModel(NGSplatModel):
             "depth": None,
             "background": views[0]["background"],
         }
+
+    def get_image_metrics_and_images(self, outputs, batch):
+        if self.config.quantise_eval_metrics:
+            return quantised_metrics(self, outputs, batch)
+        return super().get_image_metrics_and_images(outputs, batch)
 
     # ------------------------------------------------------------------------------------------------ losses
     def rendered_mask(self) -> Optional[Tensor]:

@@ -13,7 +13,7 @@ def tiny_model(num_gaussians: int = 40, seed: int = 0, **overrides) -> GaussianF
     torch.manual_seed(seed)
     config = GaussianFlowModelConfig(
         num_random=num_gaussians, random_scale=1.0, rasterizer_backend="torch", sh_degree=1,
-        position_order=3, rotation_order=2, color_order=2, **overrides,
+        position_order=3, rotation_order=2, color_order=2, **{"sh_rest_order": 0, **overrides},
     )
     model = config.setup(scene_box=SceneBox(aabb=torch.tensor([[-1.0] * 3, [1.0] * 3])), num_train_data=4,
                          metadata={})
