@@ -12,5 +12,7 @@ Modules:
 - :mod:`ng_methods.data.blender`: ``ng-blender-data``, nerfstudio's Blender parser plus validation.
 - :mod:`ng_methods.data.llff`: ``llff-data``, ``poses_bounds.npy`` scenes (LLFF forward-facing captures, and
   photo collections in the same format, with optional masks).
+- :mod:`ng_methods.data.phototourism`: ``ng-phototourism-data``, Phototourism scenes with NeRF-W's ``.tsv`` split
+  (Splatfacto-W's official data), COLMAP points as seed points.
 - :mod:`ng_methods.data.specs`: the ``DataParserSpecification`` objects registered as entry points.
 """

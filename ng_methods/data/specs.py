@@ -14,9 +14,12 @@ from ng_methods.data.dnerf import NgDNeRFDataParserConfig
 from ng_methods.data.llff import LLFFDataParserConfig
 from ng_methods.data.nerfstudio_data import NgNerfstudioDataParserConfig
 from ng_methods.data.nonrigid import NonRigidDataParserConfig
+from ng_methods.data.phototourism import PhototourismDataParserConfig
 
 __all__ = [
-    "llff_dataparser", "ng_blender_dataparser", "ng_dnerf_dataparser", "ng_nerfstudio_dataparser", "nonrigid_dataparser",
+    "llff_dataparser", "ng_blender_dataparser", "ng_dnerf_dataparser", "ng_nerfstudio_dataparser",
+    "nonrigid_dataparser",
+    "ng_phototourism_dataparser",
 ]
 
 llff_dataparser = DataParserSpecification(
@@ -50,5 +53,13 @@ nonrigid_dataparser = DataParserSpecification(
     description=(
         "Non-Rigid NeRF monocular videos (precomputed.json + images/); time = frame index / (N - 1), "
         "evaluation on the file's i_test frames."
+    ),
+)
+
+ng_phototourism_dataparser = DataParserSpecification(
+    config=PhototourismDataParserConfig(),
+    description=(
+        "Phototourism scenes with NeRF-W's .tsv split (dense/images, dense/sparse, <scene>.tsv), Splatfacto-W's "
+        "official conventions: poses scaled to [-1, 1] x 3, COLMAP points3D as seed points."
     ),
 )

@@ -3,8 +3,8 @@
 The official ``BGField`` maps the 48-d embedding through two 128-wide ReLU layers to degree-4 SH (25 x 3
 coefficients; base head + zero-initialised rest head) and evaluates them with ``gsplat.spherical_harmonics`` on
 each pixel's ray direction, using degree ``min(step // (sh_degree_interval // 2), bg_sh_degree)`` (the official
-``bg_sh_degree`` is 3, so the degree-4 coefficients exist but are never used by default). The result is used as
-the colour directly (no ``+0.5`` offset, unlike Gaussian colours) and composited as
+``bg_sh_degree`` is 4, ``splatfactow_model.py:250`` @119a3bf, so all 25 coefficients are used from step 4000).
+The result is used as the colour directly (no ``+0.5`` offset, unlike Gaussian colours) and composited as
 ``clamp(render + (1 - alpha) * background)``.
 
 :func:`ng_methods.splat.sh.eval_sh` evaluates the SH (up to degree 4, gsplat's basis) on any device.

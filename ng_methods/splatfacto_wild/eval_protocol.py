@@ -4,11 +4,14 @@ A test photo's appearance (lighting, exposure, white balance) is unknown to the 
 training image's embedding mixes appearance error into the geometry metrics. NeRF-W's protocol, which Splatfacto-W
 follows, gives the method the left half of every test image to find the appearance and scores only the right half.
 
-Official code: the test images are part of training with their right half masked, so their embeddings are learned
-jointly with the scene (and their left halves also supervise geometry). Here (nerfstudio's train/test split cannot
-train on test images without a custom datamanager, and keeping test pixels out of geometry is the stricter
-choice) each test image gets a fresh embedding, initialised to the mean training embedding and optimised with Adam
-for ``steps`` steps on the left half, everything else frozen; PSNR/SSIM/LPIPS are then computed on the right half.
+Two protocols, both scoring PSNR/SSIM/LPIPS on the right half:
+
+* official (datamanager option ``train_on_test_left_halves``, see :mod:`.datamanager`): the test images are part
+  of training with their right half masked, so their embeddings are learned jointly with the scene (and their
+  left halves also supervise geometry); evaluation renders them with those embeddings, no fit;
+* post-hoc fit (default, stricter: no test pixel shapes the geometry): each test image gets a fresh embedding,
+  initialised to the mean training embedding and optimised with Adam for ``steps`` steps on the left half,
+  everything else frozen (:func:`fit_appearance_embedding`).
 """
 
 from __future__ import annotations

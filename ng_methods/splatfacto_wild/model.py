@@ -4,7 +4,8 @@ Gaussians carry a 72-d appearance feature instead of SH colours; each training i
 embedding; an MLP maps ``[embedding || feature]`` to degree-3 SH per Gaussian, so one scene renders under every
 photo's lighting. A second MLP maps the embedding to a degree-4 SH background (sky) evaluated on every pixel's
 ray. Transient occluders are handled by a robust loss mask and floaters in the sky by an alpha loss. Evaluation
-fits each test image's embedding on its left half and scores the right half (:mod:`.eval_protocol`).
+scores the right half of each test image, with an embedding fitted on its left half after training (default) or
+learned on it during training (official protocol, :mod:`.datamanager`); see :mod:`.eval_protocol`.
 
 Defaults follow the official code (KevinXu02/splatfacto-w @119a3bf); see ``docs/splatfacto-wild.md`` for where
 and why we differ.
@@ -27,6 +28,7 @@ from ng_methods.splat.model import GaussiansToRender, NGSplatModel, NGSplatModel
 from ng_methods.splat.sh import SH2RGB
 from ng_methods.splatfacto_wild.appearance import AppearanceColorModel, blend_embeddings
 from ng_methods.splatfacto_wild.background import BackgroundSHField, pixel_ray_directions
+from ng_methods.splatfacto_wild.datamanager import APPEARANCE_INDEX
 from ng_methods.splatfacto_wild.eval_protocol import (
     column_crop_camera,
     fit_appearance_embedding,
@@ -56,6 +58,9 @@ class SplatfactoWildModelConfig(NGSplatModelConfig):
     """Cull Gaussians whose largest world scale exceeds this."""
     reset_alpha_every: int = 25
     """Reset opacities (to at most 2 * cull_alpha_thresh) every this many refinements (2500 steps)."""
+    reset_alpha_offset: int = 100
+    """Opacities are reset at steps with step % (reset_alpha_every * refine_every) == this, after warmup and before
+    stop_split_at (official: 100, i.e. 2600, 5100, ...; gsplat's DefaultStrategy: 0)."""
     densify_grad_thresh: float = 8e-4
     """Accumulated absolute screen-space gradient above which Gaussians are split or duplicated."""
     densify_size_thresh: float = 0.01
@@ -64,6 +69,13 @@ class SplatfactoWildModelConfig(NGSplatModelConfig):
     """Cull Gaussians covering more than this fraction of the screen (until stop_screen_size_at)."""
     split_screen_size: float = 0.05
     """Split Gaussians covering more than this fraction of the screen (until stop_screen_size_at)."""
+    split_rule: Literal["official", "gsplat"] = "official"
+    """"official": split = high gradient and (world scale > densify_size_thresh or screen size > split_screen_size);
+    "gsplat": DefaultStrategy's (high gradient and large) or big on screen. "official" also takes upstream's pause
+    ("step % reset_every > #images + refine_every") and clears the statistics at every refinement step."""
+    grad_normalization: Literal["official", "gsplat"] = "official"
+    """Densification gradient statistic. "official": pixel gradient norm x max(W, H) / 2, averaged over the views
+    that saw the Gaussian + 1; "gsplat": x by W / 2, y by H / 2, averaged over the views."""
     stop_screen_size_at: int = 15000
     """Stop screen-size culling / splitting at this step."""
     stop_split_at: int = 20000
@@ -100,8 +112,8 @@ class SplatfactoWildModelConfig(NGSplatModelConfig):
     """Hidden layers of the background MLP."""
     background_sh_field_degree: int = 4
     """SH degree the background MLP outputs (official: 4, i.e. 25 coefficients)."""
-    bg_sh_degree: int = 3
-    """Highest background SH degree evaluated (official: 3; the degree-4 coefficients are then unused)."""
+    bg_sh_degree: int = 4
+    """Highest background SH degree evaluated (official: 4, reached at step 4 * sh_degree_interval / 2)."""
     enable_alpha_loss: bool = True
     """Push opacity to 0 where the background model already explains the pixel."""
     alpha_loss_weight: float = 0.15
@@ -120,12 +132,20 @@ class SplatfactoWildModelConfig(NGSplatModelConfig):
     """Embedding used for cameras that are not training images (viewer start value, ns-render, ns-export):
     -1 = mean of the training embeddings, i >= 0 = training image i."""
     eval_half_image: bool = True
-    """Evaluation protocol: fit the test image's embedding on its left half and score the right half. Off:
-    score the whole image rendered with the default embedding."""
+    """Score the right half of each test image, with an embedding fitted on its left half (or, for cameras the
+    datamanager tagged under the official protocol, the embedding trained on it). Off: score the whole image
+    rendered with the default embedding."""
     eval_appearance_steps: int = 100
     """Adam steps for the per-test-image embedding fit."""
     eval_appearance_lr: float = 0.02
     """Learning rate of that fit (the training embedding learning rate at its start)."""
+
+
+def appearance_index(camera: Cameras) -> Optional[int]:
+    """The training embedding an evaluation camera was tagged with (official protocol), else None."""
+    if camera.metadata and APPEARANCE_INDEX in camera.metadata:
+        return int(camera.metadata[APPEARANCE_INDEX])
+    return None
 
 
 class SplatfactoWildModel(NGSplatModel):
@@ -152,7 +172,7 @@ class SplatfactoWildModel(NGSplatModel):
         # Camera of each recent get_outputs_for_camera result, keyed by id(outputs["rgb"]): the evaluation protocol
         # needs the camera but get_image_metrics_and_images only receives the outputs (and the viewer thread may
         # render in between, so "the last camera" is not enough).
-        self._cameras_by_output: "OrderedDict[int, Cameras]" = OrderedDict()
+        self._cameras_by_output: "OrderedDict[int, Tuple[Cameras, Optional[int]]]" = OrderedDict()
         last = max(self.num_train_data - 1, 0)
         # Picked up by nerfstudio's viewer ("Custom Elements"); their start values are the no-viewer defaults.
         self.viewer_appearance_image = ViewerSlider(
@@ -173,7 +193,17 @@ class SplatfactoWildModel(NGSplatModel):
     def make_strategy(self) -> WildStrategy:
         base = super().make_strategy()
         fields = {name: getattr(base, name) for name in base.__dataclass_fields__}
-        return WildStrategy(**fields, cull_after_refine_stop=self.config.cull_after_split_stops)
+        official = self.config.split_rule == "official"
+        if official:  # the official pause is "step % reset_every > #images + refine_every"
+            fields["pause_refine_after_reset"] += 1
+        return WildStrategy(
+            **fields,
+            cull_after_refine_stop=self.config.cull_after_split_stops,
+            split_rule=self.config.split_rule,
+            grad_normalization=self.config.grad_normalization,
+            reset_offset=self.config.reset_alpha_offset,
+            reset_stats_every_refine=official,
+        )
 
     def get_param_groups(self) -> Dict[str, List[Parameter]]:
         groups = super().get_param_groups()
@@ -198,16 +228,20 @@ class SplatfactoWildModel(NGSplatModel):
         return blend_embeddings(weights, index_a, index_b, float(self.viewer_blend_weight.value))
 
     def appearance_embedding(self, camera: Cameras) -> Float[Tensor, "E"]:
-        """In training each image uses its own embedding (``cam_idx``); otherwise the viewer's choice (or an override).
+        """In training each image uses its own embedding (``cam_idx``); in evaluation under the official protocol a
+        test photo uses the embedding it trained (``appearance_idx``, set by the datamanager); otherwise the viewer's
+        choice (or an override).
 
         Outside training ``cam_idx`` is ignored on purpose: nerfstudio's viewer tags every render with the last
         clicked training camera (0 by default), which would make the appearance sliders do nothing.
         """
         if self._embedding_override is not None:
             return self._embedding_override
+        index = appearance_index(camera) if not self.training else None
         if self.training and camera.metadata and "cam_idx" in camera.metadata:
-            index = torch.tensor(int(camera.metadata["cam_idx"]), device=self.appearance_embeds.weight.device)
-            return self.appearance_embeds(index)
+            index = int(camera.metadata["cam_idx"])
+        if index is not None:
+            return self.appearance_embeds(torch.tensor(index, device=self.appearance_embeds.weight.device))
         return self.default_embedding()
 
     def render_with_embedding(self, camera: Cameras, embedding: Float[Tensor, "E"]) -> Dict[str, Tensor]:
@@ -267,7 +301,7 @@ class SplatfactoWildModel(NGSplatModel):
     @torch.no_grad()
     def get_outputs_for_camera(self, camera: Cameras, obb_box=None) -> Dict[str, Tensor]:
         outputs = super().get_outputs_for_camera(camera, obb_box)
-        self._cameras_by_output[id(outputs["rgb"])] = camera.to(self.device)
+        self._cameras_by_output[id(outputs["rgb"])] = (camera.to(self.device), appearance_index(camera))
         while len(self._cameras_by_output) > 8:
             self._cameras_by_output.popitem(last=False)
         return outputs
@@ -311,13 +345,15 @@ class SplatfactoWildModel(NGSplatModel):
     ) -> Tuple[Dict[str, float], Dict[str, Tensor]]:
         """Half-image protocol (see :mod:`.eval_protocol`) for outputs of :meth:`get_outputs_for_camera`."""
         gt = self.composite_with_background(self.get_gt_img(batch["image"]), outputs["background"])
-        camera = self._cameras_by_output.get(id(outputs["rgb"]))
+        camera, trained_index = self._cameras_by_output.get(id(outputs["rgb"]), (None, None))
         if (
             not self.config.eval_half_image
             or camera is None
             or (int(camera.height.item()), int(camera.width.item())) != tuple(gt.shape[:2])
         ):
             return super().get_image_metrics_and_images(outputs, batch)
+        if trained_index is not None:  # official protocol: the embedding was trained on the left half
+            return right_half_metrics(outputs["rgb"], gt, self.lpips), {"img": torch.cat([gt, outputs["rgb"]], dim=1)}
         left = left_columns(gt.shape[1])
         left_camera = column_crop_camera(camera, 0, left)
         embedding, losses = fit_appearance_embedding(

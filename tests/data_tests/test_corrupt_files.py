@@ -25,6 +25,7 @@ from ng_methods.data.dnerf import NgDNeRFDataParserConfig
 from ng_methods.data.llff import LLFFDataParserConfig
 from ng_methods.data.nerfstudio_data import NgNerfstudioDataParserConfig
 from ng_methods.data.nonrigid import NonRigidDataParserConfig
+from ng_methods.data.phototourism import PhototourismDataParserConfig
 from ng_methods.data.validation import DataValidationError, check_images_decodable
 from tests.conftest import DATA_DIR, make_blender_subset
 
@@ -104,8 +105,16 @@ def nonrigid(root: Path) -> Tuple[Path, Callable]:
         .get_dataparser_outputs()
 
 
+def phototourism(root: Path) -> Tuple[Path, Callable]:
+    from tests.data_tests.test_phototourism import make_scene
+
+    data = make_scene(root / "phototourism")
+    config = PhototourismDataParserConfig(data=data)
+    return data / "dense" / "images" / "photo_3.png", lambda: config.setup().get_dataparser_outputs()
+
+
 PARSERS = {"ng-blender-data": blender, "ng-dnerf-data": dnerf, "ng-nerfstudio-data": nerfstudio,
-           "llff-data": llff, "nonrigid-data": nonrigid}
+           "llff-data": llff, "nonrigid-data": nonrigid, "ng-phototourism-data": phototourism}
 
 
 def test_every_registered_dataparser_is_covered():
@@ -239,7 +248,8 @@ def test_check_images_decodable(tmp_path):
     Image.open(source).convert("RGB").save(tmp_path / "ok.jpg", quality=90)
     jpg = (tmp_path / "ok.jpg").read_bytes()
     files = {"ok.png": png, "no_iend.png": png[:-12], "trailing.jpg": jpg + b"extra data",
-             "padded.jpg": jpg + b"\0" * 9, "cut.png": png[:-100], "cut.jpg": jpg[:-2], "half.jpg": jpg[: len(jpg) // 2],
+             "padded.jpg": jpg + b"\0" * 9, "cut.png": png[:-100], "cut.jpg": jpg[:-2],
+             "half.jpg": jpg[: len(jpg) // 2],
              "text.png": b"not an image"}
     for name, content in files.items():
         (tmp_path / name).write_bytes(content)

@@ -6,6 +6,7 @@ import copy
 import shutil
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from nerfstudio.viewer.utils import parse_object
@@ -38,6 +39,7 @@ def _config(data: Path, out: Path, steps: int = STEPS, num_gaussians: int = 300)
     dataparser = config.pipeline.datamanager.dataparser
     dataparser.cache_dir = out / "llff-cache"
     dataparser.holdout_every = 4  # 6 training and 2 test photos (ns-render interpolate needs two cameras)
+    config.pipeline.datamanager.points3d_file = None  # wild-tiny has no COLMAP points; CPU runs use random init
     model = config.pipeline.model
     model.random_scale = 3.0  # the tiny cameras are 3.8-11 units from the origin; keep splats small on screen
     model.sh_degree_interval = 10  # the Gaussian SH degree grows every 10 steps, the background's every 5
@@ -64,7 +66,7 @@ def test_trains_evaluates_renders_and_exports(wild_tiny, tmp_path, ffmpeg_on_pat
     assert any("alpha_loss" in losses for losses in seen)
     model = trainer.pipeline.model
     assert model.robust_mask_state.max_loss > 0.0  # the robust mask ran (from step 20)
-    assert model.sh_degree_to_use() == 2 and model.background_sh_degree_to_use() == 3
+    assert model.sh_degree_to_use() == 2 and model.background_sh_degree_to_use() == 4  # official bg degree 4
 
     ply = tmp_path / "export"
     result = run_ns_export(["gaussian-splat", "--load-config", str(config_path), "--output-dir", str(ply)])
@@ -161,3 +163,49 @@ def test_densification_and_culling_after_split_stop_run_on_cpu(wild_tiny, tmp_pa
         if name in model.gauss_params:
             assert optimizer.param_groups[0]["params"][0] is model.gauss_params[name]
     assert model.gauss_params["appearance_features"].shape == (model.num_points, 72)
+
+
+@pytest.mark.slow
+def test_official_protocol_trains_test_left_halves_and_scores_right_halves(wild_tiny, tmp_path):
+    """``train_on_test_left_halves``: test photos get trained embeddings; eval renders with them, no post-hoc fit."""
+    config = _config(wild_tiny, tmp_path / "outputs", steps=10)
+    config.pipeline.datamanager.train_on_test_left_halves = True
+    pipeline = train(config).pipeline
+    model = pipeline.model.eval()
+    assert model.appearance_embeds.weight.shape[0] == 8  # 6 training photos + 2 test photos
+    camera, batch = pipeline.datamanager.fixed_indices_eval_dataloader[1]
+    image = batch["image"].float() / 255.0 if batch["image"].dtype == torch.uint8 else batch["image"].clone()
+    left = left_columns(image.shape[1])
+    with torch.no_grad():
+        outputs = model.get_outputs_for_camera(camera)
+        expected = model.render_with_embedding(camera, model.appearance_embeds.weight[7])["rgb"]
+    torch.testing.assert_close(outputs["rgb"], expected)
+    metrics = model.get_image_metrics_and_images(outputs, batch)[0]
+    corrupted = image.clone()
+    corrupted[:, :left] = torch.rand_like(corrupted[:, :left])
+    assert "appearance_fit_loss" not in metrics
+    assert model.get_image_metrics_and_images(outputs, {**batch, "image": corrupted})[0]["psnr"] == pytest.approx(
+        metrics["psnr"], abs=1e-6
+    )
+
+
+@pytest.mark.slow
+def test_trains_on_phototourism_from_colmap_points(tmp_path):
+    """ng-phototourism-data + the official protocol: Gaussians start at the COLMAP points (no random init)."""
+    from ng_methods.data.phototourism import PhototourismDataParserConfig
+    from tests.data_tests.colmap_writer import write_points
+    from tests.data_tests.test_phototourism import make_scene
+
+    data = make_scene(tmp_path / "scene")
+    rng = np.random.default_rng(0)  # 30 points inside the ring of cameras (none at a camera centre)
+    write_points(data / "dense/sparse/points3D.bin", rng.uniform(-1, 1, (30, 3)), rng.integers(0, 256, (30, 3)))
+    config = _config(data, tmp_path / "outputs", steps=5)
+    config.pipeline.datamanager.dataparser = PhototourismDataParserConfig(data=data)
+    config.pipeline.datamanager.train_on_test_left_halves = True
+    config.pipeline.datamanager.camera_res_scale_factor = 1.0
+    config.pipeline.model.random_init = False
+    seeds = config.pipeline.datamanager.dataparser.setup().get_dataparser_outputs("train").metadata
+    model = train(config).pipeline.model
+    assert model.appearance_embeds.weight.shape[0] == 8
+    assert model.num_points == 30  # no densification in 5 steps: the 30 COLMAP points
+    torch.testing.assert_close(model.gauss_params["means"].detach().cpu(), seeds["points3D_xyz"], atol=0.05, rtol=0)

@@ -80,3 +80,27 @@ def test_alpha_loss_selects_only_smooth_regions_matching_the_background():
     loss.backward()
     assert alpha.grad[:, 11:].abs().sum() == 0
     assert alpha_loss(alpha, gt, torch.zeros_like(gt)) == 0  # nothing matches: no loss, no NaN
+
+
+def test_upstream_in_place_row_zeroing_changes_the_loss_value_but_not_the_gradient():
+    """Upstream zeroes the top rows of its L1 error map in place (under no_grad) before masking: the logged L1 drops
+    those rows, but autograd still differentiates |gt - pred| there, so the gradients equal ours (a copy)."""
+    torch.manual_seed(0)
+    gt = torch.rand(20, 10, 3)
+    pred_ours = torch.rand(20, 10, 3, requires_grad=True)
+    pred_upstream = pred_ours.detach().clone().requires_grad_(True)
+    state_ours, state_upstream = RobustMaskState(), RobustMaskState()
+
+    errors = (gt - pred_ours).abs()
+    l1_ours = (errors * robust_mask(errors, state_ours, step=1)).mean()
+    l1_ours.backward()
+
+    errors_up = (gt - pred_upstream).abs()
+    with torch.no_grad():
+        keep = robust_mask(errors_up, state_upstream, step=1)
+        errors_up[: int(20 * 0.4)] = 0.0  # what upstream's robust_mask does to its argument
+    l1_upstream = (errors_up * keep).mean()
+    l1_upstream.backward()
+
+    assert l1_upstream < l1_ours
+    torch.testing.assert_close(pred_upstream.grad, pred_ours.grad)
