@@ -29,6 +29,8 @@ import torch
 from gsplat.strategy import DefaultStrategy
 from gsplat.strategy.ops import remove, reset_opa
 
+from ng_methods.splat.view_gradients import ndc_view_gradients
+
 
 @dataclass
 class GaussianFlowStrategy(DefaultStrategy):
@@ -70,13 +72,9 @@ class GaussianFlowStrategy(DefaultStrategy):
         grad_sum = torch.zeros(num, 2, device=device)
         radii_max = torch.zeros(num, device=device)
         for view in info.get("views", [info]):
-            means2d = view[self.key_for_gradient]
-            grads = means2d.absgrad if self.absgrad else means2d.grad
+            grads = ndc_view_gradients(view, self.key_for_gradient, self.absgrad)
             if grads is None:
                 continue
-            grads = grads.clone()
-            grads[..., 0] *= view["width"] / 2.0 * view["n_cameras"]
-            grads[..., 1] *= view["height"] / 2.0 * view["n_cameras"]
             radii = view["radii"]
             if radii.dim() == 3:  # newer gsplat: per-axis radii
                 radii = radii.max(dim=-1).values

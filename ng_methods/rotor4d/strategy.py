@@ -40,6 +40,7 @@ from gsplat.strategy.ops import _update_param_with_optimizer, remove, reset_opa
 from torch import Tensor
 
 from ng_methods.rotor4d.rotor import rotor_to_rotation
+from ng_methods.splat.view_gradients import ndc_view_gradients
 
 __all__ = ["Rotor4DStrategy", "RENDERED_IDS_KEY"]
 
@@ -128,13 +129,9 @@ class Rotor4DStrategy:
         step_radii = torch.zeros(num, device=device)
         seen_any = torch.zeros(num, dtype=torch.bool, device=device)
         for view in info.get("views", [info]):
-            means2d = view["means2d"]
-            grads = means2d.absgrad if self.absgrad else means2d.grad
+            grads = ndc_view_gradients(view, "means2d", self.absgrad)
             if grads is None:
                 continue
-            grads = grads.clone()
-            grads[..., 0] *= view["width"] / 2.0 * view["n_cameras"]
-            grads[..., 1] *= view["height"] / 2.0 * view["n_cameras"]
             rendered_ids = view.get(RENDERED_IDS_KEY)
             if rendered_ids is None:
                 rendered_ids = torch.arange(num, device=device)
