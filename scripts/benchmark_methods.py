@@ -330,7 +330,7 @@ def evaluate(config, args: argparse.Namespace) -> Dict[str, object]:
             per_image.append(image_scores(pipeline.model, outputs, batch, args.right_half))
         if len(render_s) == 1:  # one image: time a second render of it
             render_s.append(_render_timed(pipeline, camera, sync)[1])
-    record = {key: _mean_metric(per_image, key) for key in ("psnr", "ssim", "lpips")}
+    record = {key: _mean_metric(per_image, key) for key in ("psnr", "ssim", "lpips", "lpips_vgg")}
     record.update(render_fps=(len(render_s) - 1) / sum(render_s[1:]), render_images=len(render_s) - 1)
     record.update(eval_images=len(per_image), checkpoint=str(checkpoint))
     record.update(gaussian_storage(pipeline.model))

@@ -23,14 +23,15 @@ def test_nerfstudio_style_checkpoint_loads_with_weights_only(tmp_path):
 
 def test_lpips_is_omitted_with_one_warning_when_weights_are_missing(tmp_path, monkeypatch):
     monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path))
-    monkeypatch.setattr(lpips_compat, "_warned", False)
+    monkeypatch.setattr(lpips_compat, "_warned", set())
 
     def no_network(*args, **kwargs):
         raise AssertionError("attempted a download")
 
     monkeypatch.setattr(torch.hub, "load_state_dict_from_url", no_network)
-    with pytest.warns(UserWarning, match="LPIPS is disabled"):
+    with pytest.warns(UserWarning, match="LPIPS .* is disabled") as caught:
         assert lpips_compat.make_lpips() is None
+    assert {str(w.message).split(")")[0] for w in caught} == {"LPIPS (lpips", "LPIPS (lpips_vgg"}
     with __import__("warnings").catch_warnings():
         __import__("warnings").simplefilter("error")
         assert lpips_compat.make_lpips() is None  # no second warning
@@ -42,3 +43,32 @@ def test_image_metrics_without_lpips():
     image = torch.rand(16, 16, 3)
     metrics = image_metrics(image, image, None)
     assert metrics["psnr"] > 60 and metrics["ssim"] == pytest.approx(1.0, abs=1e-4) and "lpips" not in metrics
+
+
+def test_each_cached_backbone_is_reported_under_its_own_name(tmp_path, monkeypatch):
+    """With only the VGG weights cached, metrics carry ``lpips_vgg`` and no ``lpips`` (built offline: the backbone
+    is a stand-in module, nothing is loaded or downloaded)."""
+    from ng_methods.metrics import image_metrics
+
+    (tmp_path / "checkpoints").mkdir()
+    (tmp_path / "checkpoints" / lpips_compat.VGG16_WEIGHTS_FILE).write_bytes(b"")
+    monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path))
+    monkeypatch.setattr(lpips_compat, "_warned", set())
+    built = []
+
+    class FakeLPIPS(torch.nn.Module):
+        def __init__(self, net_type, normalize):
+            super().__init__()
+            built.append((net_type, normalize))
+
+        def forward(self, pred, target):
+            return (pred - target).abs().mean()
+
+    import torchmetrics.image.lpip
+
+    monkeypatch.setattr(torchmetrics.image.lpip, "LearnedPerceptualImagePatchSimilarity", FakeLPIPS)
+    with pytest.warns(UserWarning, match=r"LPIPS \(lpips\) is disabled"):
+        lpips = lpips_compat.make_lpips()
+    assert built == [("vgg", True)]
+    metrics = image_metrics(torch.zeros(8, 8, 3), torch.full((8, 8, 3), 0.25), lpips)
+    assert "lpips" not in metrics and metrics["lpips_vgg"] == pytest.approx(0.25)
