@@ -38,9 +38,10 @@ from ng_methods.c3dgs.mask import INITIAL_MASK_LOGIT, kept_gaussians, mask_loss,
 from ng_methods.c3dgs.rvq import ResidualVectorQuantizer
 from ng_methods.c3dgs.sh_bake import bake_color_field
 from ng_methods.kernels.grid_encoding import Backend as GridBackend
+from ng_methods.splat.extent import camera_extent, scale_learning_rate
 from ng_methods.splat.model import GaussiansToRender, NGSplatModel, NGSplatModelConfig
 from ng_methods.splat.sh import SH2RGB
-from ng_methods.splat.strategy_3dgs import ThreeDGSStrategy, camera_extent, scale_learning_rate
+from ng_methods.splat.strategy_3dgs import ThreeDGSStrategy
 
 
 @dataclass

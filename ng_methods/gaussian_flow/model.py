@@ -28,8 +28,9 @@ from torch.nn import Parameter
 from ng_methods.dynamic.times import camera_time
 from ng_methods.gaussian_flow.dddm import dddm_residual, map_time
 from ng_methods.gaussian_flow.losses import knn_rigidity_loss, temporal_smoothness_loss
-from ng_methods.gaussian_flow.protocol import batch_mean, camera_extent, quantised_metrics, scale_lrs
+from ng_methods.gaussian_flow.protocol import batch_mean, quantised_metrics, scale_lrs
 from ng_methods.gaussian_flow.strategy import GaussianFlowStrategy
+from ng_methods.splat.extent import camera_extent
 from ng_methods.splat.knn import nearest_neighbours
 from ng_methods.splat.model import GaussiansToRender, NGSplatModel, NGSplatModelConfig
 
@@ -289,7 +290,7 @@ class GaussianFlowModel(NGSplatModel):
         """Released ``cameras_extent``: the strategy's scene scale and the position learning rates' factor."""
         if not self.config.extent_from_cameras or attributes.pipeline is None:
             return
-        extent = camera_extent(attributes.pipeline.datamanager.train_dataset.cameras)
+        extent = camera_extent(attributes.pipeline.datamanager.train_dataset.cameras.camera_to_worlds)
         self.strategy_state["scene_scale"] = extent
         if attributes.optimizers is not None:
             scale_lrs(attributes.optimizers, POSITION_LR_GROUPS, extent)

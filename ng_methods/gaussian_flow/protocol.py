@@ -1,7 +1,7 @@
 """Training/evaluation protocol helpers shared by the dynamic Gaussian methods.
 
-- :func:`camera_extent`: the released codes' scene extent, from the training cameras' centres;
-- :func:`scale_lrs`: multiply parameter groups' learning rates by it (the released ``spatial_lr_scale``);
+- :func:`scale_lrs`: multiply parameter groups' learning rates by the camera extent (the released
+  ``spatial_lr_scale``; the extent is :func:`ng_methods.splat.extent.camera_extent`), once across resumes;
 - :func:`batch_mean`: a per-view loss or metrics function averaged over a ``[B]`` batch of views;
 - :func:`quantised_metrics`: PSNR/SSIM/LPIPS on 8-bit images, as the released ``metrics.py`` scripts read PNGs.
 """
@@ -11,23 +11,14 @@ from __future__ import annotations
 from typing import Callable, Dict, Iterable, Tuple
 
 import torch
-from nerfstudio.cameras.cameras import Cameras
 from nerfstudio.engine.optimizers import Optimizers
 from torch import Tensor
 
 from ng_methods.metrics import image_metrics
+from ng_methods.splat.extent import scale_learning_rate
 
 _SCALED_KEY = "ng_extent_scaled"
 """Marker in an optimizer's param group: its learning rate already carries the extent (survives checkpoints)."""
-
-
-def camera_extent(cameras: Cameras, factor: float = 1.1) -> float:
-    """``factor`` x the largest distance of a camera centre from the centres' mean.
-
-    3DGS-style codes (Gaussian-Flow's ``getNerfppNorm``) use ``factor = 1.1``; 4D-Rotor GS's D-NeRF parser uses 1.
-    """
-    centres = cameras.camera_to_worlds[..., :3, 3].reshape(-1, 3).float()
-    return factor * float((centres - centres.mean(dim=0)).norm(dim=-1).max())
 
 
 def scale_lrs(optimizers: Optimizers, groups: Iterable[str], factor: float) -> None:
@@ -39,13 +30,8 @@ def scale_lrs(optimizers: Optimizers, groups: Iterable[str], factor: float) -> N
         group = optimizer.param_groups[0]
         if group.get(_SCALED_KEY):  # resumed from a checkpoint that already holds the scaled rate
             continue
-        group["lr"] *= factor
-        if "initial_lr" in group:
-            group["initial_lr"] *= factor
+        scale_learning_rate(optimizer, optimizers.schedulers.get(name), factor)
         group[_SCALED_KEY] = True
-        scheduler = optimizers.schedulers.get(name)
-        if scheduler is not None:
-            scheduler.base_lrs = [lr * factor for lr in scheduler.base_lrs]
 
 
 def per_view(outputs: Dict, batch: Dict, i: int) -> Tuple[Dict, Dict]:

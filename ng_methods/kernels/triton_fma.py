@@ -93,6 +93,7 @@ def exact_fma_float32(a: torch.Tensor, b: torch.Tensor, c: torch.Tensor) -> torc
     return fma_to_float32(a.to(torch.float64), b.to(torch.float32), addend)
 
 
+@functools.lru_cache(maxsize=1)
 def is_interpreter() -> bool:
     """Whether Triton kernels run under the CPU interpreter (``TRITON_INTERPRET=1`` when they were decorated)."""
     from triton.runtime.interpreter import InterpretedFunction

@@ -28,11 +28,12 @@ from torch.nn import Parameter
 from nerfstudio.engine.callbacks import TrainingCallback, TrainingCallbackAttributes
 
 from ng_methods.dynamic import camera_time
-from ng_methods.gaussian_flow.protocol import camera_extent, quantised_metrics
+from ng_methods.gaussian_flow.protocol import quantised_metrics
 from ng_methods.rotor4d.losses import opacity_entropy_loss, velocity_consistency_loss
 from ng_methods.rotor4d.rotor import identity_rotors
 from ng_methods.rotor4d.slicing import TEMPORAL_CULL_EXPONENT, SlicedGaussians, slice_gaussians
 from ng_methods.rotor4d.strategy import RENDERED_IDS_KEY, Rotor4DStrategy
+from ng_methods.splat.extent import camera_extent
 from ng_methods.splat.init import mean_knn_distance
 from ng_methods.splat.model import GaussiansToRender, NGSplatModel, NGSplatModelConfig
 from ng_methods.splat.sh import RGB2SH, num_sh_bases
@@ -161,7 +162,7 @@ class Rotor4DGSModel(NGSplatModel):
         cfg = self.config
         if cfg.spatial_extent is None and cfg.extent_from_cameras and attributes.pipeline is not None:
             cameras = attributes.pipeline.datamanager.train_dataset.cameras
-            self.strategy.spatial_extent = camera_extent(cameras, factor=1.0)
+            self.strategy.spatial_extent = camera_extent(cameras.camera_to_worlds, factor=1.0)
         return super().get_training_callbacks(attributes)
 
     def make_strategy(self) -> Rotor4DStrategy:  # type: ignore[override]

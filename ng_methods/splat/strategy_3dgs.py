@@ -17,8 +17,8 @@ reports it), and a view count. Every ``refine_every`` (100) steps after ``refine
 - there is no pause after an opacity reset (``pause_refine_after_reset = 0``);
 - every ``reset_every`` (3000) steps opacities are clamped to at most ``2 x prune_opa`` = 0.01.
 
-The scene extent is ``state["scene_scale"]``: :func:`camera_extent` of the training cameras, as 3DGS's
-``getNerfppNorm`` radius.
+The scene extent is ``state["scene_scale"]``: :func:`~ng_methods.splat.extent.camera_extent` of the training
+cameras, as 3DGS's ``getNerfppNorm`` radius.
 
 **Screen-size pruning.** INRIA's ``densify_and_prune`` also removes Gaussians whose largest screen radius exceeded
 20 px (after step 3000), but it reads ``max_radii2D`` after ``densify_and_clone``/``densify_and_split`` have reset
@@ -35,12 +35,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import torch
 from gsplat.strategy import DefaultStrategy
-from jaxtyping import Float
-from torch import Tensor
 
-__all__ = ["ThreeDGSStrategy", "camera_extent", "scale_learning_rate"]
+__all__ = ["ThreeDGSStrategy"]
 
 
 @dataclass
@@ -69,23 +66,3 @@ class ThreeDGSStrategy(DefaultStrategy):
     """3DGS refines right after an opacity reset (Splatfacto pauses for one pass over the images)."""
     absgrad: bool = False
     """3DGS accumulates the norm of the plain gradient (absgrad is AbsGS / Splatfacto)."""
-
-
-def camera_extent(camera_to_worlds: Float[Tensor, "N 3 4"]) -> float:
-    """3DGS's scene extent (``getNerfppNorm`` radius): 1.1 x the largest distance of a camera centre from the
-    centres' mean. Scales the 3D densification thresholds and the centres' learning rate in INRIA's code."""
-    centres = camera_to_worlds[..., :3, 3].reshape(-1, 3).double()
-    if centres.shape[0] == 0:
-        return 1.0
-    radius = float((centres - centres.mean(dim=0)).norm(dim=-1).max()) * 1.1
-    return radius if radius > 0 else 1.0
-
-
-def scale_learning_rate(optimizer: torch.optim.Optimizer, scheduler, factor: float) -> None:
-    """Multiply an optimizer's learning rate by ``factor``, schedule included (the scheduler's base rates)."""
-    for group in optimizer.param_groups:
-        group["lr"] *= factor
-        if "initial_lr" in group:
-            group["initial_lr"] *= factor
-    if scheduler is not None and hasattr(scheduler, "base_lrs"):
-        scheduler.base_lrs = [lr * factor for lr in scheduler.base_lrs]

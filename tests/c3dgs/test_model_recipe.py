@@ -9,7 +9,8 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-from ng_methods.splat.strategy_3dgs import ThreeDGSStrategy, camera_extent
+from ng_methods.splat.extent import camera_extent
+from ng_methods.splat.strategy_3dgs import ThreeDGSStrategy
 from tests.c3dgs.helpers import front_camera, small_model
 
 

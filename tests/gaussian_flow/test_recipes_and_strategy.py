@@ -7,7 +7,8 @@ from nerfstudio.engine.optimizers import AdamOptimizerConfig, Optimizers
 from nerfstudio.engine.schedulers import ExponentialDecaySchedulerConfig
 
 from method_configs.gaussian_flow import GAUSSIAN_FLOW_PRESETS, gaussian_flow_config
-from ng_methods.gaussian_flow.protocol import camera_extent, quantise_8bit, scale_lrs
+from ng_methods.gaussian_flow.protocol import quantise_8bit, scale_lrs
+from ng_methods.splat.extent import camera_extent
 from ng_methods.gaussian_flow.recipes import RECIPES
 from ng_methods.gaussian_flow.strategy import GaussianFlowStrategy
 from tests.gaussian_flow.helpers import look_at_origin
@@ -30,8 +31,8 @@ def test_camera_extent_is_the_largest_distance_from_the_centroid():
     cameras = look_at_origin(distance=3.0)
     centres = cameras.camera_to_worlds[:, :3, 3]
     expected = (centres - centres.mean(0)).norm(dim=-1).max().item()
-    assert abs(camera_extent(cameras, factor=1.0) - expected) < 1e-6
-    assert abs(camera_extent(cameras) - 1.1 * expected) < 1e-6
+    assert abs(camera_extent(cameras.camera_to_worlds, factor=1.0) - expected) < 1e-6
+    assert abs(camera_extent(cameras.camera_to_worlds) - 1.1 * expected) < 1e-6
 
 
 def test_scale_lrs_scales_rate_and_schedule_once():

@@ -12,7 +12,8 @@ from method_configs.c3dgs import c3dgs
 from ng_methods.c3dgs.cli import CompactToPly, ExportCompact
 from ng_methods.c3dgs.compact import load_compact
 from ng_methods.c3dgs.mask import kept_gaussians
-from ng_methods.splat.strategy_3dgs import ThreeDGSStrategy, camera_extent
+from ng_methods.splat.extent import camera_extent
+from ng_methods.splat.strategy_3dgs import ThreeDGSStrategy
 from tests.c3dgs.test_compact import MAX_PIXEL_ERROR, MIN_PSNR_DB, read_ply
 from tests.methods.splat_training import reduce_splat_for_cpu
 from tests.training import run_ns_export, train_and_check

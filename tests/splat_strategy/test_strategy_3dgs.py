@@ -9,7 +9,8 @@ import math
 import pytest
 import torch
 
-from ng_methods.splat.strategy_3dgs import ThreeDGSStrategy, camera_extent, scale_learning_rate
+from ng_methods.splat.extent import camera_extent, scale_learning_rate
+from ng_methods.splat.strategy_3dgs import ThreeDGSStrategy
 
 EXTENT = 2.0
 WIDTH = HEIGHT = 100

@@ -96,8 +96,8 @@ def encode_and_mlp(
 
     Returns:
         ``[n, out]`` float32 (float64 on the torch backend when the table or a weight is float64). Differentiable
-        w.r.t. ``positions``, ``table`` and every weight (``triton``: first order only). Non-finite (or float32-overflowing)
-        coordinates give that point NaN outputs and no gradient contribution, on every backend.
+        w.r.t. ``positions``, ``table`` and every weight (``triton``: first order only). Non-finite (or
+        float32-overflowing) coordinates give that point NaN outputs and no gradient contribution, on every backend.
 
     On ``triton``, positions are read as float32 (like tcnn), the encoding is rounded to the table dtype, and fp32
     weights multiply with ``triton.FP32_DOT_PRECISION`` (TF32 tensor cores on a GPU: ~1e-3 relative error; full fp32

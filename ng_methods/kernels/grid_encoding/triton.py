@@ -46,7 +46,7 @@ from torch.autograd.function import once_differentiable
 
 from ng_methods.kernels.grid_encoding.reference import check_grid_inputs, grid_encode_reference
 from ng_methods.kernels.grid_encoding.spec import GridSpec
-from ng_methods.kernels.triton_fma import fma_emulated, fma_float32
+from ng_methods.kernels.triton_fma import fma_emulated, fma_float32, is_interpreter
 
 __all__ = ["grid_encode_triton", "grid_level_rows_triton", "BLOCK", "SUPPORTED_N_DIMS", "SUPPORTED_FEATURES"]
 
@@ -251,10 +251,7 @@ def _level_tensors(spec: GridSpec, device: torch.device) -> Tuple[Tensor, Tensor
     )
 
 
-def _is_interpreted() -> bool:
-    from triton.runtime.interpreter import InterpretedFunction
-
-    return isinstance(_grid_forward_kernel, InterpretedFunction)
+_is_interpreted = is_interpreter  # kernels decorated under TRITON_INTERPRET=1 (all of ours are alike)
 
 
 def _check_kernel_inputs(positions: Tensor, table: Tensor, spec: GridSpec) -> None:
