@@ -49,6 +49,7 @@ def gaussian_flow_model(recipe: GaussianFlowRecipe, **overrides) -> GaussianFlow
         sh_rest_order=recipe.sh_rest_order, time_scale=recipe.time_scale, time_shift=recipe.time_shift,
         time_noise=recipe.time_noise, time_noise_steps=recipe.steps, stop_split_at=recipe.densify_until,
         densify_grad_thresh=recipe.densify_grad, reset_alpha_every=recipe.opacity_reset_interval // 100,
+        parameter_knn_weight=0.1 if recipe.knn_loss else 0.0, moving_loss_weight=1.0 if recipe.moving_loss else 0.0,
         **overrides,
     )
 

@@ -28,6 +28,7 @@ from torch.nn import Parameter
 from ng_methods.dynamic.times import camera_time
 from ng_methods.gaussian_flow.dddm import dddm_residual, map_time
 from ng_methods.gaussian_flow.losses import knn_rigidity_loss, temporal_smoothness_loss
+from ng_methods.gaussian_flow.trajectory_losses import moving_loss, parameter_knn_loss, squared_norm_neighbours
 from ng_methods.gaussian_flow.protocol import batch_mean, quantised_metrics, scale_lrs
 from ng_methods.gaussian_flow.strategy import GaussianFlowStrategy
 from ng_methods.splat.extent import camera_extent
@@ -73,6 +74,14 @@ class GaussianFlowModelConfig(NGSplatModelConfig):
     """Neighbours per Gaussian in the rigidity loss (released: 20)."""
     rigidity_theta: float = 1e5
     """Neighbour weights ``exp(-theta * d^2)`` from the time-0 distances (released: 1e5)."""
+    parameter_knn_weight: float = 0.0
+    """Weight of D3DGS's parameter-KNN loss on the position and rotation trajectories, applied after
+    ``stop_split_at`` (released ``knn_loss``: 0.1 on bouncingballs, hook, mutant, standup, trex; off on lego)."""
+    parameter_knn_neighbours: int = 20
+    """Neighbours (self included) of the parameter-KNN loss (released ``ktop``: 20)."""
+    moving_loss_weight: float = 0.0
+    """Weight of D3DGS's moving loss ``mean|position coefs| + mean|rotation coefs|`` (released
+    ``get_moving_loss``: 1 on jumpingjacks; off on lego)."""
     significance_prune_at: Tuple[float, ...] = ()
     """Fractions of the run's steps at which to prune by Light4GS spatio-temporal significance (empty: never;
     Light4GS prunes at 15k and 18k of its 30k D-NeRF run, i.e. (0.5, 0.6))."""
@@ -134,6 +143,7 @@ class GaussianFlowModel(NGSplatModel):
     def populate_modules(self) -> None:
         super().populate_modules()
         self._knn: Optional[Tuple[Tensor, Tensor]] = None
+        self._parameter_knn: Optional[Tuple[Tensor, Tensor]] = None
         self._training_time: Optional[Tensor] = None
 
     def initial_gaussians(self) -> Dict[str, Parameter]:
@@ -223,6 +233,8 @@ class GaussianFlowModel(NGSplatModel):
             self.camera_optimizer.get_loss_dict(loss_dict)
         if self.training and self._training_time is not None:
             loss_dict.update(self._regularisers(self._training_time))
+        if self.training:
+            loss_dict.update(self._trajectory_regularisers())
         return loss_dict
 
     def _photometric_loss(self, outputs, batch) -> Dict[str, Tensor]:
@@ -258,6 +270,23 @@ class GaussianFlowModel(NGSplatModel):
             losses["rigidity"] = cfg.rigidity_weight * knn_rigidity_loss(
                 now["means"], now["quats"], later["means"], later["quats"], neighbours, weights
             )
+        return losses
+
+    def _trajectory_regularisers(self) -> Dict[str, Tensor]:
+        """The released recipes' D3DGS losses on the canonical trajectory coefficients (see trajectory_losses)."""
+        cfg = self.config
+        coefficients = [self.gauss_params[name] for name in ("means_traj", "quats_traj") if name in self.gauss_params]
+        losses: Dict[str, Tensor] = {}
+        if cfg.moving_loss_weight > 0 and coefficients:
+            losses["moving_loss"] = cfg.moving_loss_weight * moving_loss(coefficients)
+        if cfg.parameter_knn_weight > 0 and coefficients and self.step > cfg.stop_split_at:
+            n = self.gauss_params["means"].shape[0]
+            if self._parameter_knn is None or self._parameter_knn[1].shape[0] != n:
+                # D3DGS takes the neighbours once, at the end of densification; the count only changes if a
+                # later step prunes, and then they are taken again.
+                self._parameter_knn = squared_norm_neighbours(self.gauss_params["means"], cfg.parameter_knn_neighbours)
+            weights, neighbours = self._parameter_knn
+            losses["parameter_knn"] = cfg.parameter_knn_weight * parameter_knn_loss(coefficients, neighbours, weights)
         return losses
 
     def _rigidity_neighbours(self) -> Tuple[Tensor, Tensor]:

@@ -5,8 +5,8 @@ defaults of ``arguments/__init__.py``. :data:`RECIPES` holds the merged values t
 :class:`GaussianFlowRecipe` per scene; ``"default"`` is ``dnerf_default.py`` itself. ``method_configs.gaussian_flow``
 builds a trainer config from a recipe (``gaussian-flow`` is the lego recipe).
 
-Released switches we do not implement are kept as flags (``knn_loss``, ``moving_loss``) so a recipe says what is
-missing; see ``docs/gaussian-flow.md``.
+The released loss switches ``knn_loss`` and ``get_moving_loss`` map to the model's ``parameter_knn_weight`` (0.1)
+and ``moving_loss_weight`` (1); see ``docs/gaussian-flow.md``.
 """
 
 from __future__ import annotations
@@ -48,9 +48,9 @@ class GaussianFlowRecipe:
     """Std of the annealed time noise: ``offset_width * factor_t_value`` when ``random_noise`` (``offset_width`` is
     0.01 with ``normalize_timestamp = False``), else 0."""
     knn_loss: bool = False
-    """``knn_loss``: D3DGS's parameter-KNN loss (weight 0.1 after densification). Not implemented here."""
+    """``knn_loss``: D3DGS's parameter-KNN loss (weight 0.1 after densification, ``train.py:248-250``)."""
     moving_loss: bool = False
-    """``get_moving_loss``. Not implemented here."""
+    """``get_moving_loss``: D3DGS's moving loss (weight 1 every step, ``train.py:252-254``)."""
 
 
 _LEGO = GaussianFlowRecipe()
