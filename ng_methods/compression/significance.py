@@ -14,7 +14,7 @@ the strategy's running state together.
 
 from __future__ import annotations
 
-from typing import Dict, Sequence
+from typing import Dict, Literal, Sequence
 
 import torch
 from gsplat.strategy import ops
@@ -29,18 +29,38 @@ from ng_methods.kernels.splat import rasterize
 from ng_methods.splat.model import NGSplatModel
 
 
-def view_significance(model: NGSplatModel, camera: Cameras) -> Float[Tensor, "N"]:
+OpacityInput = Literal["activated", "logit"]
+"""What the scoring render takes as opacity: the activated opacity in (0, 1) (LightGaussian's definition), or the
+pre-activation logit as Light4GS's released ``count_render`` passes it (``opacities=opacity_final``,
+``gaussian_renderer/__init__.py:240, 269`` @b7c7071): then ``alpha = min(0.999, logit * G)``, so every Gaussian with
+opacity below 0.5 scores 0 and the others saturate sooner (its counting rasteriser clamps at 0.99, gsplat at 0.999)."""
+
+
+def _scoring_opacities(opacities: Tensor, opacity_input: OpacityInput) -> Tensor:
+    if opacity_input == "activated":
+        return opacities
+    if opacity_input != "logit":
+        raise ValueError(f"opacity_input must be 'activated' or 'logit', got {opacity_input!r}")
+    # the logit of the activated value, in float64 so only opacities that rounded to exactly 0 or 1 are clamped
+    eps = torch.finfo(opacities.dtype).eps
+    return torch.logit(opacities.double(), eps=eps / 2).to(opacities.dtype)
+
+
+def view_significance(
+    model: NGSplatModel, camera: Cameras, opacity_input: OpacityInput = "activated"
+) -> Float[Tensor, "N"]:
     """``sum_p alpha_i T_i`` of every Gaussian in one camera (at the camera's time), via the ones-colour gradient."""
     camera = camera.to(model.device)
     with torch.no_grad():
         gaussians = model.gaussians_for_camera(camera, None)
+    opacities = _scoring_opacities(gaussians.opacities, opacity_input)
     viewmat = get_viewmat(camera.camera_to_worlds)
     K = camera.get_intrinsics_matrices().to(model.device)
     width, height = int(camera.width.item()), int(camera.height.item())
     ones = torch.ones(gaussians.means.shape[0], 1, device=model.device, requires_grad=True)
     with torch.enable_grad():
         render, _, _ = rasterize(
-            gaussians.means, gaussians.quats, gaussians.scales, gaussians.opacities, ones, viewmat, K, width, height,
+            gaussians.means, gaussians.quats, gaussians.scales, opacities, ones, viewmat, K, width, height,
             sh_degree=None, covars=gaussians.covars, render_mode="RGB",
             rasterize_mode=model.config.rasterize_mode, backend=model.config.rasterizer_backend,
         )
@@ -53,11 +73,13 @@ def view_significance(model: NGSplatModel, camera: Cameras) -> Float[Tensor, "N"
     return scores
 
 
-def significance_scores(model: NGSplatModel, cameras: Cameras) -> Float[Tensor, "N"]:
+def significance_scores(
+    model: NGSplatModel, cameras: Cameras, opacity_input: OpacityInput = "activated"
+) -> Float[Tensor, "N"]:
     """Light4GS significance: the per-view scores summed over all ``cameras`` (each rendered at its own time)."""
     scores = torch.zeros(model.gauss_params["means"].shape[0], device=model.device)
     for index in range(cameras.shape[0]):
-        scores += view_significance(model, cameras[index : index + 1])
+        scores += view_significance(model, cameras[index : index + 1], opacity_input)
     return scores
 
 
@@ -101,7 +123,11 @@ def prune_steps(fractions: Sequence[float], max_steps: int) -> list[int]:
 
 
 def significance_pruning_callback(
-    model: NGSplatModel, attributes: TrainingCallbackAttributes, at_fractions: Sequence[float], fraction: float
+    model: NGSplatModel,
+    attributes: TrainingCallbackAttributes,
+    at_fractions: Sequence[float],
+    fraction: float,
+    opacity_input: OpacityInput = "activated",
 ) -> TrainingCallback:
     """After-iteration callback pruning the ``fraction`` least significant Gaussians at each of ``at_fractions``.
 
@@ -118,7 +144,7 @@ def significance_pruning_callback(
         if step not in steps:
             return
         cameras = attributes.pipeline.datamanager.train_dataset.cameras
-        scores = significance_scores(model, cameras)
+        scores = significance_scores(model, cameras, opacity_input)
         before = scores.shape[0]
         removed = prune_gaussians(model, optimizers.optimizers, least_significant(scores, fraction))
         model.pruning_log.append((step, before, before - removed))

@@ -87,6 +87,9 @@ class GaussianFlowModelConfig(NGSplatModelConfig):
     Light4GS prunes at 15k and 18k of its 30k D-NeRF run, i.e. (0.5, 0.6))."""
     significance_prune_fraction: float = 0.4
     """Fraction of the least significant Gaussians removed at each pruning round (Light4GS: 0.4)."""
+    significance_opacity: Literal["logit", "activated"] = "logit"
+    """Opacity the significance render uses: ``logit`` as Light4GS's released ``count_render`` (it passes the
+    pre-activation opacity, so Gaussians below 0.5 opacity score 0), ``activated`` as LightGaussian defines it."""
     ssim_lambda: float = 0.0
     """SSIM weight of the photometric loss; the released loss is L1 only (its SSIM term is commented out)."""
     background_color: Literal["random", "black", "white"] = "white"
@@ -311,7 +314,7 @@ class GaussianFlowModel(NGSplatModel):
 
             callbacks.append(significance_pruning_callback(
                 self, training_callback_attributes, self.config.significance_prune_at,
-                self.config.significance_prune_fraction,
+                self.config.significance_prune_fraction, self.config.significance_opacity,
             ))
         return callbacks
 

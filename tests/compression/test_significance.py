@@ -87,3 +87,24 @@ def test_pruning_keeps_parameters_optimizers_and_strategy_state_consistent():
     model.get_outputs(look_at_origin(times=(0.5,)))["rgb"].sum().backward()
     for optimizer in optimizers.values():
         optimizer.step()
+
+
+def test_released_logit_opacity_scores_gaussians_below_one_half_zero():
+    """Light4GS's ``count_render`` rasterises the pre-activation opacity: below 0.5 (logit < 0) nothing is counted."""
+    model = tiny_model(num_gaussians=25)
+    with torch.no_grad():
+        model.gauss_params["opacities"].copy_(torch.linspace(-3.0, 3.0, 25)[:, None])  # logits
+    camera = look_at_origin(times=(0.2,))
+    logit_scores = view_significance(model, camera, opacity_input="logit")
+    activated_scores = view_significance(model, camera, opacity_input="activated")
+    below_half = model.gauss_params["opacities"][:, 0] < 0
+    assert (logit_scores[below_half] == 0).all() and (activated_scores[below_half] > 0).any()
+    assert (logit_scores[~below_half] > 0).any()
+    with torch.no_grad():  # the same as rasterising the logits directly (one-hot colours)
+        gaussians = model.gaussians_for_camera(camera, None)
+        render, _, _ = rasterize(
+            gaussians.means, gaussians.quats, gaussians.scales, model.gauss_params["opacities"][:, 0], torch.eye(25),
+            get_viewmat(camera.camera_to_worlds), camera.get_intrinsics_matrices(),
+            int(camera.width.item()), int(camera.height.item()), backend="torch",
+        )
+    torch.testing.assert_close(logit_scores, render.sum(dim=(0, 1, 2)), rtol=1e-4, atol=1e-5)
