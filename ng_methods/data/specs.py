@@ -13,13 +13,14 @@ from ng_methods.data.blender import NgBlenderDataParserConfig
 from ng_methods.data.dnerf import NgDNeRFDataParserConfig
 from ng_methods.data.llff import LLFFDataParserConfig
 from ng_methods.data.nerfstudio_data import NgNerfstudioDataParserConfig
+from ng_methods.data.neus import NeuSDataParserConfig
 from ng_methods.data.nonrigid import NonRigidDataParserConfig
 from ng_methods.data.phototourism import PhototourismDataParserConfig
 
 __all__ = [
     "llff_dataparser", "ng_blender_dataparser", "ng_dnerf_dataparser", "ng_nerfstudio_dataparser",
     "nonrigid_dataparser",
-    "ng_phototourism_dataparser",
+    "ng_phototourism_dataparser", "neus_dataparser",
 ]
 
 llff_dataparser = DataParserSpecification(
@@ -61,5 +62,13 @@ ng_phototourism_dataparser = DataParserSpecification(
     description=(
         "Phototourism scenes with NeRF-W's .tsv split (dense/images, dense/sparse, <scene>.tsv), Splatfacto-W's "
         "official conventions: poses scaled to [-1, 1] x 3, COLMAP points3D as seed points."
+    ),
+)
+
+neus_dataparser = DataParserSpecification(
+    config=NeuSDataParserConfig(),
+    description=(
+        "NeuS/IDR object scenes (image/, mask/, cameras_sphere.npz: DTU, BlendedMVS); cameras normalised into the "
+        "unit sphere by scale_mat, object masks as metadata['fg_mask_filenames'] for a per-ray fg_mask."
     ),
 )
