@@ -7,11 +7,14 @@ bracketed by CUDA events (GPU) or ``time.perf_counter`` (CPU). Ceiling: a device
 (bytes moved = 2 x size); a "useful bytes" model per config (``bytes_model`` in the JSON) gives the achieved fraction
 (> 1: gathers served from cache; << 1: latency/compute bound). With ``ng_methods.kernels.fused_mlp`` importable, the
 fused ``encode_and_mlp`` is compared at ``--fused-size`` points with reference encoding + ``TinyMLP`` and Triton
-encoding + ``TinyMLP``. Needs only torch (+ Triton on a GPU) and numpy, never nerfstudio. Writes
+encoding + ``TinyMLP``. ``--second-order`` (GPU only; skipped with a note on CPU) times an eikonal step, forward +
+``d sdf/dx`` (create_graph) + the double backward to the table and weights, for the same three paths.
+Needs only torch (+ Triton on a GPU) and numpy, never nerfstudio. Writes
 ``<output-dir>/kernels-<device>-<stamp>.json`` (with provenance) and ``.md``.
 
     python scripts/benchmark_kernels.py                       # GPU: 2^14 ... 2^22 points
     python scripts/benchmark_kernels.py --device cpu --sizes 1024 4096 --repeats 1
+    python scripts/benchmark_kernels.py --second-order --no-fused --backends torch   # + eikonal double backward
 """
 
 from __future__ import annotations
@@ -144,6 +147,8 @@ def parse_args(argv: Optional[List[str]]) -> argparse.Namespace:
     parser.add_argument("--fused-size", type=parse_size, default=None,
                         help="points for the fused encoding+MLP comparison; default 2^18 on a GPU, max(--sizes) on CPU")
     parser.add_argument("--no-fused", action="store_true", help="skip the fused encoding+MLP comparison")
+    parser.add_argument("--second-order", action="store_true",
+                        help="also time an eikonal step (double backward) at --fused-size points; GPU only")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--output-dir", type=Path, default=Path("benchmarks"))
     args = parser.parse_args(argv)
@@ -195,6 +200,8 @@ def _step(forward: Callable[[], torch.Tensor], mode: str, inputs: List[torch.Ten
     """``fwd``: ``forward()`` under no_grad; ``fwd+bwd``: ``forward()`` then its gradient w.r.t. ``inputs``."""
     if mode == "fwd":
         return torch.no_grad()(forward)
+    if mode == "eikonal":  # `forward` is the whole step
+        return forward
     return lambda: torch.autograd.grad(forward(), inputs, grad_out)
 
 
@@ -285,6 +292,38 @@ def bench_fused(args, name: str) -> List[Dict]:
             and r["mode"] in baseline else r for r in results]
 
 
+def bench_second_order(args, name: str) -> List[Dict]:
+    """Eikonal step at ``--fused-size`` points: sdf = output 0, ``d sdf/dx`` with create_graph, then the gradient of
+    ``mean((|d sdf/dx| - 1)^2)`` w.r.t. the table and every weight (fp32 table: the double backward's dtype)."""
+    spec = CONFIGS[name][0]()
+    encode_and_mlp, fused_why = load_fused()
+    torch.manual_seed(args.seed)
+    mlp = TinyMLP(spec.n_output_dims, 16, hidden_dim=64, hidden_layers=1).to(args.device)
+    weights = [layer.weight for layer in mlp.layers]
+    table = ((torch.rand(spec.n_params, spec.n_features_per_level, device=args.device) - 0.5) * 2e-2).requires_grad_()
+    positions = torch.rand(args.fused_size, spec.n_dims, device=args.device)
+    paths = {
+        "pytorch": (None, lambda p: mlp(grid_encode(p, table, spec, "torch"))),
+        "triton-encoding+pytorch-mlp": (backend_status("triton", args.device, spec, torch.float32),
+                                        lambda p: mlp(grid_encode(p, table, spec, "triton"))),
+        "fused": (fused_why, lambda p: encode_and_mlp(p, table, spec, weights, backend="triton")),
+    }
+
+    def eikonal_step(forward: Callable) -> Callable:
+        def step():
+            p = positions.clone().requires_grad_()
+            (grad_x,) = torch.autograd.grad(forward(p)[:, 0].sum(), p, create_graph=True)
+            return torch.autograd.grad(((grad_x.norm(dim=1) - 1) ** 2).mean(), [table, *weights])
+        return step
+
+    results = []
+    for path, (why, forward) in paths.items():
+        entry = {"config": name, "path": path, "mode": "eikonal", "n_points": args.fused_size}
+        results.append(_timed(entry, why, eikonal_step(forward), [], None, args))
+        print(_progress(results[-1]), flush=True)
+    return results
+
+
 def _progress(r: Dict) -> str:
     what = f"[kernels] {r['config']:<15} {r.get('backend', r.get('path')):<28} {r['mode']:<8} n={r['n_points']:<8}"
     if r["status"] != "ok":
@@ -332,6 +371,11 @@ def markdown(report: Dict) -> str:
                   "(speed-up vs PyTorch)", "", "| config | path | fwd | fwd+bwd |", "|---|---|---|---|"]
         lines += _rows(report["fused"], ("config", "path"), "mode", list(MODES),
                        lambda r: f"{_num(r['points_per_s'] / 1e6)} ({r.get('speedup_vs_pytorch', 1.0):.2f}x)")
+    if report.get("second_order"):
+        lines += ["", f"## Eikonal step (double backward) at {_size_label(report['settings']['fused_size'])} points",
+                  "", "| config | path | M points/s (ms) |", "|---|---|---|"]
+        lines += _rows(report["second_order"], ("config", "path"), "mode", ["eikonal"],
+                       lambda r: f"{_num(r['points_per_s'] / 1e6)} ({_num(1e3 * r['median_s'])})")
     return "\n".join(lines) + "\n"
 
 
@@ -350,12 +394,20 @@ def main(argv: Optional[List[str]] = None) -> int:
         report["results"] += results
     for name in [] if args.no_fused else args.configs:
         report["fused"] += bench_fused(args, name)
+    report["second_order"] = []
+    if args.second_order and args.device != "cuda":
+        report["second_order_skipped"] = "--second-order runs on a GPU only (the Triton double backward)"
+        print(f"[kernels] second order: skipped ({report['second_order_skipped']})", flush=True)
+    for name in args.configs if args.second_order and args.device == "cuda" else []:
+        if CONFIGS[name][1] == torch.float32:  # the fp16-table config would repeat hashgrid-fp32's grid
+            report["second_order"] += bench_second_order(args, name)
     args.output_dir.mkdir(parents=True, exist_ok=True)
     stem = args.output_dir / f"kernels-{args.device}-{datetime.datetime.now().strftime('%Y-%m-%d_%H%M%S')}"
     stem.with_suffix(".json").write_text(json.dumps(report, indent=2))
     stem.with_suffix(".md").write_text(markdown(report))
     print(markdown(report) + f"[kernels] wrote {stem}.json and {stem}.md", flush=True)
-    return 1 if any(r["status"] == "failed" for r in report["results"] + report["fused"]) else 0
+    records = report["results"] + report["fused"] + report["second_order"]
+    return 1 if any(r["status"] == "failed" for r in records) else 0
 
 
 if __name__ == "__main__":

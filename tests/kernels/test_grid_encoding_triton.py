@@ -218,14 +218,19 @@ def test_single_input_gradients_match_joint_backward():
     torch.testing.assert_close(grad_positions, joint_positions, **positions_tolerance(spec, torch.float32))
 
 
-def test_double_backward_is_refused():
-    """Once differentiable: create_graph=True raises instead of returning table-independent gradients."""
+def test_third_derivative_is_refused():
+    """Twice differentiable (see test_grid_encoding_double_backward.py); create_graph=True through the double
+    backward raises instead of returning constants."""
     spec = HASH_2D_F1
     positions = sample_points(spec, 9).requires_grad_()
     table = random_table(spec, torch.float32).requires_grad_()
     encoded = grid_encode_triton(positions, table, spec)
-    with pytest.raises(RuntimeError, match="once differentiable.*backend='torch'"):
-        torch.autograd.grad(encoded.sum(), positions, create_graph=True)
+    (grad_positions,) = torch.autograd.grad(encoded.sum(), positions, create_graph=True)
+    assert grad_positions.requires_grad
+    (grad_table,) = torch.autograd.grad(grad_positions.square().sum(), table, retain_graph=True)
+    assert grad_table.abs().sum() > 0
+    with pytest.raises(RuntimeError, match="third derivative.*backend='torch'"):
+        torch.autograd.grad(grad_positions.square().sum(), table, create_graph=True)
 
 
 # ----------------------------------------------------------------------------------------------- corner rows

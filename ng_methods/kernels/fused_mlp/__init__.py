@@ -5,7 +5,9 @@ the MLP given as its list of ``[out, in]`` weight matrices:
 
 * ``torch``: ``encode_and_mlp_reference`` (any device/dtype, full autograd incl. double backward);
 * ``triton``: ``ng_methods.kernels.fused_mlp.triton``: one forward launch and one backward launch (plus zero-fills),
-  gradients to the table, every weight and (when they require grad) the positions; first-order only;
+  gradients to the table, every weight and (when they require grad) the positions. Twice differentiable: a backward
+  with ``create_graph=True`` (e.g. ``d sdf / dx`` for an eikonal loss) is assembled from the grid's Triton kernels
+  (whose double backward is Triton too) and torch matmuls for the tiny MLP (``triton_second_order.py``);
 * ``auto``: ``triton`` for CUDA inputs when that module imports, else ``torch``.
 
 Triton is imported on first use of the ``triton`` backend; nothing is compiled at import time.
@@ -19,7 +21,6 @@ from typing import Literal, Optional, Sequence, Tuple
 import torch
 from jaxtyping import Float
 from torch import Tensor
-from torch.autograd.function import once_differentiable
 
 from ng_methods.kernels.fused_mlp.reference import check_mlp_weights, encode_and_mlp_reference
 from ng_methods.kernels.grid_encoding.reference import check_grid_inputs
@@ -55,23 +56,32 @@ def resolve_backend(backend: Backend, device: torch.device | str) -> Literal["to
 
 
 class _EncodeAndMLP(torch.autograd.Function):
-    """Autograd wrapper of the Triton kernels; the backward recomputes activations, so only inputs are saved."""
+    """Autograd wrapper of the Triton kernels; the backward recomputes activations, so only inputs are saved.
+
+    A plain backward runs the fused backward kernel. With grad mode on (``create_graph=True``) it runs the
+    differentiable assembly of ``triton_second_order.py`` instead, so the gradients can be differentiated again.
+    """
 
     @staticmethod
     def forward(ctx, positions: Tensor, table: Tensor, spec: GridSpec, *weights: Tensor) -> Tensor:
         kernels, _ = _load_triton()
         ctx.spec = spec
-        ctx.save_for_backward(positions, table, *weights)
+        ctx.save_for_backward(positions, table, *weights)  # the inputs themselves: double backward reaches them
         return kernels.encode_and_mlp_forward(positions, table, spec, weights)
 
     @staticmethod
-    @once_differentiable
     def backward(ctx, grad_out: Tensor):
         kernels, _ = _load_triton()
         positions, table, *weights = ctx.saved_tensors
-        g_pos, g_table, g_weights = kernels.encode_and_mlp_backward(
-            positions, table, ctx.spec, weights, grad_out, ctx.needs_input_grad[0], ctx.needs_input_grad[1]
-        )
+        needs_positions, needs_table = ctx.needs_input_grad[0], ctx.needs_input_grad[1]
+        if torch.is_grad_enabled():
+            g_pos, g_table, g_weights = kernels.encode_and_mlp_backward_differentiable(
+                positions, table, ctx.spec, weights, grad_out, needs_positions, needs_table
+            )
+        else:
+            g_pos, g_table, g_weights = kernels.encode_and_mlp_backward(
+                positions, table, ctx.spec, weights, grad_out, needs_positions, needs_table
+            )
         if g_pos is not None:
             g_pos = g_pos.to(positions.dtype)
         return (g_pos, g_table, None, *g_weights)
@@ -96,7 +106,8 @@ def encode_and_mlp(
 
     Returns:
         ``[n, out]`` float32 (float64 on the torch backend when the table or a weight is float64). Differentiable
-        w.r.t. ``positions``, ``table`` and every weight (``triton``: first order only). Non-finite (or
+        w.r.t. ``positions``, ``table`` and every weight, twice on every backend (``triton``: a third derivative
+        raises; eikonal losses need two). Non-finite (or
         float32-overflowing) coordinates give that point NaN outputs and no gradient contribution, on every backend.
 
     On ``triton``, positions are read as float32 (like tcnn), the encoding is rounded to the table dtype, and fp32

@@ -24,6 +24,10 @@ Limits: ``n_dims`` 1..3, 1 to 3 hidden layers of one width <= 256, weights all f
 Register use (ptxas, sm_90, checked offline): no spills for 1 hidden layer at L=16/F=2, L=8/F=2, L=1/F=4 in fp32 and
 fp16; small spills (80-550 bytes) with position gradients and 2+ hidden layers.
 
+Second order (``create_graph=True``, eikonal losses): ``triton_second_order.encode_and_mlp_backward_differentiable``
+(re-exported here) assembles the first-order gradients from the grid's twice-differentiable Triton functions and torch
+matmuls instead of this backward kernel.
+
 The device code lives in ``triton_kernels.py``; this module checks inputs, builds the constants and launches it.
 """
 
@@ -38,6 +42,9 @@ import triton
 from torch import Tensor
 
 from ng_methods.kernels.fused_mlp.triton_kernels import _bwd_kernel, _fwd_kernel
+from ng_methods.kernels.fused_mlp.triton_second_order import (  # noqa: F401  (re-exported for __init__)
+    encode_and_mlp_backward_differentiable,
+)
 from ng_methods.kernels.grid_encoding.spec import GridSpec
 from ng_methods.kernels.triton_fma import fma_emulated, is_interpreter
 
@@ -144,7 +151,8 @@ def encode_and_mlp_backward(
     positions_grad: bool,
     table_grad: bool = True,
 ) -> Tuple[Optional[Tensor], Optional[Tensor], List[Tensor]]:
-    """``(d positions, d table, [d weight])`` for the cotangent ``grad_out [n, out]`` (one kernel launch).
+    """``(d positions, d table, [d weight])`` for the cotangent ``grad_out [n, out]`` (one kernel launch), constants
+    for autograd (``encode_and_mlp_backward_differentiable`` is the differentiable variant).
 
     ``d positions`` / ``d table`` are None unless ``positions_grad`` / ``table_grad``; weight gradients always come.
     """

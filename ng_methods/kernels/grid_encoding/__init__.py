@@ -2,8 +2,10 @@
 
 Backends compute the same function (see ``reference.py``) on the same flat ``[n_params, F]`` table:
 
-* ``torch``: the pure-PyTorch reference (any device, float64 capable, double backward);
-* ``triton``: fused GPU kernels from ``ng_methods.kernels.grid_encoding.triton`` (CUDA only);
+* ``torch``: the pure-PyTorch reference (any device, float64 capable, differentiable any number of times);
+* ``triton``: fused GPU kernels from ``ng_methods.kernels.grid_encoding.triton`` (CUDA only), twice differentiable:
+  the double backward (eikonal losses: d/dtable of a loss on d out/d positions) is Triton too; a third derivative
+  raises;
 * ``tcnn``: tiny-cuda-nn's native encoding run on *our* table (CUDA, fp32/fp16 tables);
 * ``auto``: ``triton`` for CUDA inputs when that module imports, else ``torch``.
 
@@ -94,7 +96,9 @@ def grid_encode(
         backend: ``auto``, ``torch``, ``triton`` or ``tcnn`` (see the module docstring).
 
     Returns:
-        ``[n, L*F]`` level-major features in ``table.dtype``.
+        ``[n, L*F]`` level-major features in ``table.dtype``. Differentiable w.r.t. ``positions`` and ``table``;
+        twice on ``torch``, ``triton`` and ``tcnn`` (tcnn: only the terms reached through d/dpositions, see
+        ``grid_encode_tcnn``), e.g. for eikonal losses.
 
     Non-finite input: a NaN or infinite coordinate (or one whose ``scale * x`` overflows float32) gives NaN
     features at the affected levels, as tiny-cuda-nn; on ``torch`` and ``triton`` it adds nothing to the table

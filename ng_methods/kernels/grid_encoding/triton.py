@@ -26,29 +26,48 @@ Kernel design (like tcnn's ``kernel_grid``):
   buffer with one relaxed ``tl.atomic_add`` per point and dim, which combines the ``L`` level programs.
   Both gradients are therefore summed in a run-to-run varying order (float32 rounding-level nondeterminism).
 
-The backward is ``once_differentiable``: double backward (e.g. eikonal losses) is served by the PyTorch reference
-(``backend="torch"``); a backward with ``create_graph=True`` raises instead of returning gradients that silently do
-not depend on the table. float64 positions or tables are also served by the reference (float64 is for gradchecks).
+* **Double backward** (eikonal losses): the first backward is itself an autograd function of
+  ``(dL/dout, positions, table)`` (``grid_encode_backward_triton``), whose backward runs one more kernel
+  (``triton_second_order.py``, which derives the maths): d/d(dL/dout) (a gather: the forward on the table's cotangent
+  plus the forward-mode product with the positions' cotangent), d/dtable (an atomic scatter: what the eikonal trains)
+  and d/dpositions (incl. the interpolation's Hessian cross terms, as the PyTorch reference and tcnn).
+  A third derivative raises (``backend="torch"`` has it). float64 positions or tables are served by the reference
+  (float64 is for gradchecks).
+
+The device code lives in ``triton_kernels.py`` and ``triton_second_order.py``; this module builds the constants,
+launches the kernels and wraps them in autograd functions.
 """
 
 from __future__ import annotations
 
 import contextlib
 import functools
-from typing import ContextManager, Tuple
+from typing import ContextManager, Optional, Tuple
 
 import torch
 import triton
-import triton.language as tl
 from jaxtyping import Float, Int
 from torch import Tensor
 from torch.autograd.function import once_differentiable
 
 from ng_methods.kernels.grid_encoding.reference import check_grid_inputs, grid_encode_reference
 from ng_methods.kernels.grid_encoding.spec import GridSpec
-from ng_methods.kernels.triton_fma import fma_emulated, fma_float32, is_interpreter
+from ng_methods.kernels.grid_encoding.triton_kernels import (
+    _grid_backward_kernel,
+    _grid_forward_kernel,
+    _grid_rows_kernel,
+)
+from ng_methods.kernels.grid_encoding.triton_second_order import _grid_second_order_kernel
+from ng_methods.kernels.triton_fma import fma_emulated, is_interpreter
 
-__all__ = ["grid_encode_triton", "grid_level_rows_triton", "BLOCK", "SUPPORTED_N_DIMS", "SUPPORTED_FEATURES"]
+__all__ = [
+    "grid_encode_triton",
+    "grid_encode_backward_triton",
+    "grid_level_rows_triton",
+    "BLOCK",
+    "SUPPORTED_N_DIMS",
+    "SUPPORTED_FEATURES",
+]
 
 BLOCK = 128
 """Points per program (one point per thread at ``NUM_WARPS=4``, like tcnn's one-thread-per-point kernels)."""
@@ -57,172 +76,6 @@ SUPPORTED_N_DIMS = (1, 2, 3)
 SUPPORTED_FEATURES = (1, 2, 4, 8)
 _KERNEL_TABLE_DTYPES = (torch.float32, torch.float16, torch.bfloat16)
 _UINT32_MASK = 0xFFFFFFFF
-
-
-# ------------------------------------------------------------------------------------------------------- kernels
-
-
-@triton.jit
-def _cell_and_frac(pos_ptr, points, mask, scale, dim: tl.constexpr, D: tl.constexpr, FMA_EMULATED: tl.constexpr):
-    """tcnn's ``pos_fract`` for coordinate ``dim``: the uint32 cell and the float32 fraction."""
-    x = tl.load(pos_ptr + points * D + dim, mask=mask, other=0.0)
-    pos = fma_float32(tl.broadcast_to(scale, x.shape), x, tl.full(x.shape, 0.5, tl.float32), FMA_EMULATED)
-    floor = tl.floor(pos)
-    frac = pos - floor  # exact
-    # (int)floor as CUDA's cvt.rzi.s32.f32: saturating, NaN -> 0 (clamp first: out-of-range casts are undefined).
-    # 2147483520 is the largest float32 below 2**31; integral floats >= 2**31 saturate to INT32_MAX.
-    floor = tl.where(floor == floor, floor, 0.0)
-    clamped = tl.minimum(tl.maximum(floor, -2147483648.0), 2147483520.0).to(tl.int32)
-    cell = tl.where(floor >= 2147483648.0, 2147483647, clamped)
-    return cell.to(tl.uint32, bitcast=True), frac
-
-
-@triton.jit
-def _level_setup(pos_ptr, scales_ptr, meta_ptr, points, mask, level, D: tl.constexpr, FMA_EMULATED: tl.constexpr):
-    """Per-level constants and the cell/fraction of every coordinate (dims >= D get dummies that are never used)."""
-    scale = tl.load(scales_ptr + level)
-    meta = meta_ptr + level * (3 + D)
-    table_size = tl.load(meta).to(tl.uint32)
-    offset = tl.load(meta + 1)
-    hashed = tl.load(meta + 2) != 0
-    k0 = tl.load(meta + 3).to(tl.uint32)
-    c0, f0 = _cell_and_frac(pos_ptr, points, mask, scale, 0, D, FMA_EMULATED)
-    k1, c1, f1 = k0, c0, f0
-    k2, c2, f2 = k0, c0, f0
-    if D > 1:
-        k1 = tl.load(meta + 4).to(tl.uint32)
-        c1, f1 = _cell_and_frac(pos_ptr, points, mask, scale, 1, D, FMA_EMULATED)
-    if D > 2:
-        k2 = tl.load(meta + 5).to(tl.uint32)
-        c2, f2 = _cell_and_frac(pos_ptr, points, mask, scale, 2, D, FMA_EMULATED)
-    return scale, table_size, offset, hashed, k0, k1, k2, c0, c1, c2, f0, f1, f2
-
-
-@triton.jit
-def _corner_row(c0, c1, c2, k0, k1, k2, hashed, table_size, offset, corner: tl.constexpr, D: tl.constexpr):
-    """Flat-table row of corner ``corner`` (bit ``dim`` = +1 along ``dim``): tcnn's ``grid_index`` plus the offset."""
-    term = (c0 + (corner & 1)) * k0  # uint32: wraps mod 2**32
-    index_sum = term
-    index_xor = term
-    if D > 1:
-        term = (c1 + ((corner >> 1) & 1)) * k1
-        index_sum = index_sum + term
-        index_xor = index_xor ^ term
-    if D > 2:
-        term = (c2 + ((corner >> 2) & 1)) * k2
-        index_sum = index_sum + term
-        index_xor = index_xor ^ term
-    index = tl.where(hashed, index_xor, index_sum) % table_size
-    return offset + index.to(tl.int64)  # uint32 -> int64 zero-extends
-
-
-@triton.jit
-def _corner_factor(frac, bit: tl.constexpr):
-    """tcnn's per-dim weight factor ``bit ? frac : 1 - frac`` and its derivative sign d/dfrac."""
-    if bit:
-        return frac, 1.0
-    else:
-        return 1.0 - frac, -1.0
-
-
-@triton.jit
-def _grid_forward_kernel(
-    pos_ptr, table_ptr, out_ptr, scales_ptr, meta_ptr, n_points, n_levels,
-    D: tl.constexpr, F: tl.constexpr, BLOCK_SIZE: tl.constexpr, FMA_EMULATED: tl.constexpr,
-):
-    level = tl.program_id(1)
-    points = (tl.program_id(0) * BLOCK_SIZE + tl.arange(0, BLOCK_SIZE)).to(tl.int64)
-    mask = points < n_points
-    features = tl.arange(0, F)
-    scale, table_size, offset, hashed, k0, k1, k2, c0, c1, c2, f0, f1, f2 = _level_setup(
-        pos_ptr, scales_ptr, meta_ptr, points, mask, level, D, FMA_EMULATED
-    )
-    acc = tl.zeros([BLOCK_SIZE, F], dtype=tl.float32)
-    for corner in tl.static_range(1 << D):
-        weight, _ = _corner_factor(f0, corner & 1)
-        if D > 1:
-            factor, _ = _corner_factor(f1, (corner >> 1) & 1)
-            weight = weight * factor
-        if D > 2:
-            factor, _ = _corner_factor(f2, (corner >> 2) & 1)
-            weight = weight * factor
-        row = _corner_row(c0, c1, c2, k0, k1, k2, hashed, table_size, offset, corner, D)
-        values = tl.load(table_ptr + row[:, None] * F + features[None, :], mask=mask[:, None], other=0.0)
-        acc += weight[:, None] * values.to(tl.float32)
-    out = out_ptr + points[:, None] * (n_levels * F) + level * F + features[None, :]
-    tl.store(out, acc.to(out_ptr.dtype.element_ty), mask=mask[:, None])
-
-
-@triton.jit
-def _grid_backward_kernel(
-    pos_ptr, table_ptr, grad_out_ptr, grad_table_ptr, grad_pos_ptr, scales_ptr, meta_ptr, n_points, n_levels,
-    D: tl.constexpr, F: tl.constexpr, BLOCK_SIZE: tl.constexpr, NEED_TABLE: tl.constexpr, NEED_POS: tl.constexpr,
-    FMA_EMULATED: tl.constexpr,
-):
-    level = tl.program_id(1)
-    points = (tl.program_id(0) * BLOCK_SIZE + tl.arange(0, BLOCK_SIZE)).to(tl.int64)
-    mask = points < n_points
-    features = tl.arange(0, F)
-    scale, table_size, offset, hashed, k0, k1, k2, c0, c1, c2, f0, f1, f2 = _level_setup(
-        pos_ptr, scales_ptr, meta_ptr, points, mask, level, D, FMA_EMULATED
-    )
-    grad_ptrs = grad_out_ptr + points[:, None] * (n_levels * F) + level * F + features[None, :]
-    grad = tl.load(grad_ptrs, mask=mask[:, None], other=0.0).to(tl.float32)  # [BLOCK, F]
-    # A NaN fraction (non-finite or overflowing coordinate) gave NaN features; it must add nothing to any gradient.
-    bad = (f0 != f0) | (f1 != f1) | (f2 != f2)
-    grad = tl.where(bad[:, None], 0.0, grad)
-    f0 = tl.where(bad, 0.0, f0)
-    f1 = tl.where(bad, 0.0, f1)
-    f2 = tl.where(bad, 0.0, f2)
-    dx0 = tl.zeros([BLOCK_SIZE], dtype=tl.float32)
-    dx1 = tl.zeros([BLOCK_SIZE], dtype=tl.float32)
-    dx2 = tl.zeros([BLOCK_SIZE], dtype=tl.float32)
-    for corner in tl.static_range(1 << D):
-        a0, s0 = _corner_factor(f0, corner & 1)
-        a1, s1 = _corner_factor(f1, (corner >> 1) & 1)
-        a2, s2 = _corner_factor(f2, (corner >> 2) & 1)
-        row = _corner_row(c0, c1, c2, k0, k1, k2, hashed, table_size, offset, corner, D)
-        entries = row[:, None] * F + features[None, :]
-        if NEED_TABLE:
-            weight = a0
-            if D > 1:
-                weight = weight * a1
-            if D > 2:
-                weight = weight * a2
-            tl.atomic_add(grad_table_ptr + entries, weight[:, None] * grad, mask=mask[:, None], sem="relaxed")
-        if NEED_POS:
-            values = tl.load(table_ptr + entries, mask=mask[:, None], other=0.0).to(tl.float32)
-            dot = tl.sum(values * grad, axis=1)  # dL/dweight of this corner
-            if D == 1:
-                dx0 += s0 * dot
-            if D == 2:
-                dx0 += (s0 * a1) * dot
-                dx1 += (a0 * s1) * dot
-            if D == 3:
-                dx0 += (s0 * a1 * a2) * dot
-                dx1 += (a0 * s1 * a2) * dot
-                dx2 += (a0 * a1 * s2) * dot
-    if NEED_POS:  # d frac / d x = scale; the L level programs meet in the atomics
-        tl.atomic_add(grad_pos_ptr + points * D, dx0 * scale, mask=mask, sem="relaxed")
-        if D > 1:
-            tl.atomic_add(grad_pos_ptr + points * D + 1, dx1 * scale, mask=mask, sem="relaxed")
-        if D > 2:
-            tl.atomic_add(grad_pos_ptr + points * D + 2, dx2 * scale, mask=mask, sem="relaxed")
-
-
-@triton.jit
-def _grid_rows_kernel(pos_ptr, rows_ptr, scales_ptr, meta_ptr, n_points, n_levels, D: tl.constexpr,
-                      BLOCK_SIZE: tl.constexpr, FMA_EMULATED: tl.constexpr):
-    """Index-only twin of the forward kernel (same helpers): the flat rows of every corner, ``[n, L, 2**d]``."""
-    level = tl.program_id(1)
-    points = (tl.program_id(0) * BLOCK_SIZE + tl.arange(0, BLOCK_SIZE)).to(tl.int64)
-    mask = points < n_points
-    scale, table_size, offset, hashed, k0, k1, k2, c0, c1, c2, f0, f1, f2 = _level_setup(
-        pos_ptr, scales_ptr, meta_ptr, points, mask, level, D, FMA_EMULATED
-    )
-    for corner in tl.static_range(1 << D):
-        row = _corner_row(c0, c1, c2, k0, k1, k2, hashed, table_size, offset, corner, D)
-        tl.store(rows_ptr + (points * n_levels + level) * (1 << D) + corner, row, mask=mask)
 
 
 # ------------------------------------------------------------------------------------------------------- host side
@@ -281,61 +134,133 @@ def _on_device(tensor: Tensor) -> ContextManager:
 
 
 class _GridEncodeFunction(torch.autograd.Function):
-    """Forward and first-order backward of the grid encoding with float32 ``positions`` (once differentiable)."""
+    """Forward of the grid encoding with float32 ``positions``; its backward is ``_GridEncodeBackward`` (an autograd
+    function itself, so the gradients are differentiable once more)."""
 
     @staticmethod
     def forward(ctx, positions: Tensor, table: Tensor, spec: GridSpec) -> Tensor:
-        positions, table = positions.contiguous(), table.contiguous()
-        n_points = positions.shape[0]
-        out = torch.empty(n_points, spec.n_output_dims, dtype=table.dtype, device=table.device)
-        if n_points > 0:
-            scales, meta = _level_tensors(spec, positions.device)
-            with _on_device(positions):
-                _grid_forward_kernel[_grid(n_points, spec)](
-                    positions, table, out, scales, meta, n_points, spec.n_levels,
-                    D=spec.n_dims, F=spec.n_features_per_level, BLOCK_SIZE=BLOCK, num_warps=NUM_WARPS,
-                    FMA_EMULATED=fma_emulated(),
-                )
+        # Save the inputs themselves (not contiguous copies): a double backward must reach them through the graph.
         ctx.save_for_backward(positions, table)
         ctx.spec = spec
-        return out
+        return _forward(positions.contiguous(), table.contiguous(), spec)
 
     @staticmethod
     def backward(ctx, grad_out: Tensor):
-        if torch.is_grad_enabled() and any(ctx.needs_input_grad[:2]):
-            # create_graph=True: the gradients would silently not depend on table/positions (once_differentiable only
-            # raises when grad_out itself requires grad), so an eikonal-style loss would train nothing. Refuse.
-            raise RuntimeError(
-                "grid_encode_triton is only once differentiable: double backward (create_graph=True) is served by "
-                "the PyTorch reference, use backend='torch' for it"
-            )
-        return _GridEncodeFunction._backward(ctx, grad_out)
-
-    @staticmethod
-    @once_differentiable
-    def _backward(ctx, grad_out: Tensor):
         need_positions, need_table = ctx.needs_input_grad[0], ctx.needs_input_grad[1]
         if not (need_positions or need_table):
             return None, None, None
         positions, table = ctx.saved_tensors
-        spec: GridSpec = ctx.spec
-        n_points = positions.shape[0]
+        grad_pos, grad_table = _GridEncodeBackward.apply(
+            grad_out, positions, table, ctx.spec, bool(need_positions), bool(need_table)
+        )
+        return grad_pos, grad_table, None
+
+
+class _GridEncodeBackward(torch.autograd.Function):
+    """``(dL/dout, positions, table) -> (dL/dpositions or None, dL/dtable or None)`` and its backward (the grid's
+    double backward, ``triton_second_order.py``). A third derivative raises."""
+
+    @staticmethod
+    def forward(ctx, grad_out: Tensor, positions: Tensor, table: Tensor, spec: GridSpec, need_positions: bool,
+                need_table: bool):
+        ctx.save_for_backward(grad_out, positions, table)
+        ctx.spec = spec
+        return _first_order(grad_out, positions.contiguous(), table.contiguous(), spec, need_positions, need_table)
+
+    @staticmethod
+    def backward(ctx, gg_positions: Optional[Tensor], gg_table: Optional[Tensor]):
+        if torch.is_grad_enabled() and any(ctx.needs_input_grad[:3]):
+            # create_graph=True through the double backward: its results would silently be constants. Refuse.
+            raise RuntimeError(
+                "grid_encode_triton is twice differentiable; a third derivative (create_graph=True through the "
+                "double backward) is served by the PyTorch reference, use backend='torch' for it"
+            )
+        return _GridEncodeBackward._second_order(ctx, gg_positions, gg_table)
+
+    @staticmethod
+    @once_differentiable
+    def _second_order(ctx, gg_positions: Optional[Tensor], gg_table: Optional[Tensor]):
+        grad_out, positions, table = ctx.saved_tensors
+        d_grad_out, d_positions, d_table = _second_order(
+            grad_out, positions.contiguous(), table.contiguous(), ctx.spec, gg_positions, gg_table,
+            tuple(bool(need) for need in ctx.needs_input_grad[:3]),
+        )
+        return d_grad_out, d_positions, d_table, None, None, None
+
+
+def _forward(positions: Tensor, table: Tensor, spec: GridSpec) -> Tensor:
+    """``[n, L*F]`` encoding of contiguous float32 ``positions`` (one launch)."""
+    n_points = positions.shape[0]
+    out = torch.empty(n_points, spec.n_output_dims, dtype=table.dtype, device=table.device)
+    if n_points > 0:
+        scales, meta = _level_tensors(spec, positions.device)
+        with _on_device(positions):
+            _grid_forward_kernel[_grid(n_points, spec)](
+                positions, table, out, scales, meta, n_points, spec.n_levels,
+                D=spec.n_dims, F=spec.n_features_per_level, BLOCK_SIZE=BLOCK, num_warps=NUM_WARPS,
+                FMA_EMULATED=fma_emulated(),
+            )
+    return out
+
+
+def _first_order(grad_out: Tensor, positions: Tensor, table: Tensor, spec: GridSpec, need_positions: bool,
+                 need_table: bool) -> Tuple[Optional[Tensor], Optional[Tensor]]:
+    """``(dL/dpositions [n, d] float32 or None, dL/dtable in the table dtype or None)`` (one launch)."""
+    n_points = positions.shape[0]
+    grad_out = grad_out.to(table.dtype).contiguous()
+    grad_table = torch.zeros(table.shape, dtype=torch.float32, device=table.device) if need_table else None
+    grad_pos = torch.zeros(positions.shape, dtype=torch.float32, device=table.device) if need_positions else None
+    if n_points > 0 and (need_positions or need_table):
+        scales, meta = _level_tensors(spec, positions.device)
+        dummy = grad_out  # never dereferenced: the branch using it is compiled out
+        with _on_device(positions):
+            _grid_backward_kernel[_grid(n_points, spec)](
+                positions, table, grad_out,
+                grad_table if need_table else dummy, grad_pos if need_positions else dummy,
+                scales, meta, n_points, spec.n_levels,
+                D=spec.n_dims, F=spec.n_features_per_level, BLOCK_SIZE=BLOCK,
+                NEED_TABLE=need_table, NEED_POS=need_positions, num_warps=NUM_WARPS,
+                FMA_EMULATED=fma_emulated(),
+            )
+    return grad_pos, (grad_table.to(table.dtype) if need_table else None)
+
+
+def _second_order(
+    grad_out: Tensor, positions: Tensor, table: Tensor, spec: GridSpec, gg_positions: Optional[Tensor],
+    gg_table: Optional[Tensor], needs: Tuple[bool, bool, bool],
+) -> Tuple[Optional[Tensor], Optional[Tensor], Optional[Tensor]]:
+    """``(d/d grad_out, d/d positions, d/d table)`` of ``<gg_positions, dL/dx> + <gg_table, dL/dtable>`` (one launch).
+
+    An output is None where ``needs`` says it is not wanted or where it does not depend on the given cotangents.
+    """
+    has_pos, has_table = gg_positions is not None, gg_table is not None
+    grad_out_dtype = grad_out.dtype
+    need_grad_out = needs[0] and (has_pos or has_table)
+    need_pos = needs[1] and (has_table or (has_pos and spec.n_dims > 1))
+    need_table = needs[2] and has_pos
+    n_points, device = positions.shape[0], positions.device
+    d_grad_out = torch.zeros(grad_out.shape, dtype=torch.float32, device=device) if need_grad_out else None
+    d_pos = torch.zeros(positions.shape, dtype=torch.float32, device=device) if need_pos else None
+    d_table = torch.zeros(table.shape, dtype=torch.float32, device=device) if need_table else None
+    if n_points > 0 and (need_grad_out or need_pos or need_table):
         grad_out = grad_out.to(table.dtype).contiguous()
-        grad_table = torch.zeros(table.shape, dtype=torch.float32, device=table.device) if need_table else None
-        grad_pos = torch.zeros(positions.shape, dtype=torch.float32, device=table.device) if need_positions else None
-        if n_points > 0:
-            scales, meta = _level_tensors(spec, positions.device)
-            dummy = grad_out  # never dereferenced: the branch using it is compiled out
-            with _on_device(positions):
-                _grid_backward_kernel[_grid(n_points, spec)](
-                    positions, table, grad_out,
-                    grad_table if need_table else dummy, grad_pos if need_positions else dummy,
-                    scales, meta, n_points, spec.n_levels,
-                    D=spec.n_dims, F=spec.n_features_per_level, BLOCK_SIZE=BLOCK,
-                    NEED_TABLE=bool(need_table), NEED_POS=bool(need_positions), num_warps=NUM_WARPS,
-                    FMA_EMULATED=fma_emulated(),
-                )
-        return grad_pos, (grad_table.to(table.dtype) if need_table else None), None
+        dummy = grad_out  # never dereferenced: the branches using it are compiled out
+        gg_pos = gg_positions.to(torch.float32).contiguous() if has_pos else dummy
+        scales, meta = _level_tensors(spec, device)
+        with _on_device(positions):
+            _grid_second_order_kernel[_grid(n_points, spec)](
+                positions, table, grad_out, gg_table.contiguous() if has_table else dummy, gg_pos,
+                d_grad_out if need_grad_out else dummy, d_table if need_table else dummy,
+                d_pos if need_pos else dummy, scales, meta, n_points, spec.n_levels,
+                D=spec.n_dims, F=spec.n_features_per_level, BLOCK_SIZE=BLOCK, HAS_GG_TABLE=has_table,
+                HAS_GG_POS=has_pos, NEED_GRAD_OUT=need_grad_out, NEED_TABLE=need_table, NEED_POS=need_pos,
+                num_warps=NUM_WARPS, FMA_EMULATED=fma_emulated(),
+            )
+    return (
+        d_grad_out.to(grad_out_dtype) if need_grad_out else None,
+        d_pos.to(positions.dtype) if need_pos else None,
+        d_table.to(table.dtype) if need_table else None,
+    )
 
 
 def grid_encode_triton(
@@ -352,10 +277,11 @@ def grid_encode_triton(
 
     Returns:
         ``[n, L*F]`` level-major features (column ``l*F + f``) in ``table.dtype``, interpolated in float32.
-        Differentiable once w.r.t. ``table`` and ``positions`` (gradients of ``positions`` in their dtype); double
-        backward is only available from the PyTorch reference (``backend="torch"``). float64 positions or tables are
-        handed to the reference. Non-finite (or float32-overflowing) coordinates: NaN features at the affected
-        levels and no gradient from them, exactly as the reference (see ``grid_encode_reference``).
+        Differentiable twice w.r.t. ``table`` and ``positions`` (gradients of ``positions`` in their dtype), e.g.
+        an eikonal loss on d out/d positions trains the table; a third derivative raises (``backend="torch"`` has
+        it). float64 positions or tables are handed to the reference. Non-finite (or float32-overflowing)
+        coordinates: NaN features at the affected levels and no gradient (of either order) from them, exactly as
+        the reference (see ``grid_encode_reference``).
 
     Runs on CUDA tensors, or on any device under ``TRITON_INTERPRET=1`` (Triton's CPU interpreter, for tests).
     """
@@ -364,6 +290,33 @@ def grid_encode_triton(
         return grid_encode_reference(positions, table, spec)
     _check_kernel_inputs(positions, table, spec)
     return _GridEncodeFunction.apply(positions.to(torch.float32), table, spec)
+
+
+def grid_encode_backward_triton(
+    grad_out: Float[Tensor, "n l*f"],
+    positions: Float[Tensor, "n d"],
+    table: Float[Tensor, "n_params f"],
+    spec: GridSpec,
+    need_positions: bool = True,
+    need_table: bool = True,
+) -> Tuple[Optional[Float[Tensor, "n d"]], Optional[Float[Tensor, "n_params f"]]]:
+    """The first-order backward of ``grid_encode_triton`` as a differentiable function of its three tensors.
+
+    Args:
+        grad_out: ``[n, L*F]`` cotangent of the encoding (cast to the table dtype, as in the backward).
+        positions: ``[n, d]`` points (read as float32); table, spec: as ``grid_encode_triton``.
+        need_positions, need_table: which gradient to compute (the other is returned as None).
+
+    Returns:
+        ``(dL/dpositions [n, d] float32, dL/dtable [n_params, F] in the table dtype)``, differentiable once more
+        w.r.t. ``grad_out``, ``positions`` and ``table`` (the grid's double backward). For callers that assemble
+        their own first-order backward (``fused_mlp``'s differentiable path).
+    """
+    check_grid_inputs(positions, table, spec)
+    _check_kernel_inputs(positions, table, spec)
+    if tuple(grad_out.shape) != (positions.shape[0], spec.n_output_dims):
+        raise ValueError(f"grad_out must be [n, {spec.n_output_dims}], got {tuple(grad_out.shape)}")
+    return _GridEncodeBackward.apply(grad_out, positions.to(torch.float32), table, spec, need_positions, need_table)
 
 
 def grid_level_rows_triton(positions: Float[Tensor, "n d"], spec: GridSpec) -> Int[Tensor, "n l n_corners"]:
