@@ -7,6 +7,13 @@ appended to ``<output-dir>/results.md``. This is a benchmark, not a test: number
 
     python scripts/benchmark_methods.py --methods ngpc-hashgrid instant-ngp --max-steps 5000
     python scripts/benchmark_methods.py --methods ngpc-hashgrid --reduced --max-steps 50 --device cpu
+    python scripts/benchmark_methods.py --methods nerdf pvd-al --teacher-config outputs/.../config.yml
+    python scripts/benchmark_methods.py --evaluate-runs outputs/fern/nerdf/<timestamp>/config.yml
+
+Distillation (issue 12): ``--teacher-config`` trains each student on that teacher (on the teacher's scene) and
+``--evaluate-runs`` scores saved runs without training; either way every student's teacher is evaluated too, and
+``<output-dir>/distillation.md`` gets one row per model: PSNR/SSIM on the eval split, render FPS at the dataset's
+resolution, parameter and checkpoint size, and the speed-up over the teacher.
 
 Methods that need CUDA (nerfstudio's ``instant-ngp``: nerfacc's CUDA sampling) are skipped on CPU with a note.
 Nothing is downloaded: without cached AlexNet weights, LPIPS is left out (``null``) for every method.
@@ -69,8 +76,17 @@ def parse_args(argv: Optional[List[str]]) -> argparse.Namespace:
     parser.add_argument("--output-dir", type=Path, default=Path("benchmarks"))
     parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     parser.add_argument("--reduced", action="store_true", help="tiny sizes for a CPU smoke run")
+    parser.add_argument("--teacher-config", type=Path, default=None, help="distillation students train on this "
+                        "teacher (its config.yml) and scene; the teacher is evaluated too")
+    parser.add_argument("--evaluate-runs", type=Path, nargs="+", default=[], help="score saved runs (config.yml) "
+                        "and their teachers, without training")
     args = parser.parse_args(argv)
-    if not args.data.is_dir():
+    for path in ([args.teacher_config] if args.teacher_config else []) + args.evaluate_runs:
+        if not path.is_file():
+            parser.error(f"{path}: no such config.yml (pass the config.yml ns-train saved)")
+    if args.evaluate_runs:
+        args.methods = []  # nothing to train; --data only names the scene
+    elif not args.data.is_dir():
         parser.error(f"--data {args.data}: no such directory (pass a scene directory, e.g. a Blender scene)")
     if args.dataparser == "blender" and not (args.data / "transforms_train.json").is_file():
         parser.error(f"--data {args.data}: no transforms_train.json, so not a Blender scene (see --dataparser)")
@@ -157,7 +173,11 @@ def reduce_sizes(config) -> None:
 
 def prepare_config(name: str, args: argparse.Namespace):
     config = method_config(name)
-    choose_dataparser(config, args.dataparser, args.data, args.skip_missing_images)
+    if args.teacher_config is not None and hasattr(config.pipeline.datamanager, "teacher_config"):
+        config.pipeline.datamanager.teacher_config = args.teacher_config
+        config.pipeline.datamanager.data = None  # a student trains on its teacher's scene and dataparser
+    else:
+        choose_dataparser(config, args.dataparser, args.data, args.skip_missing_images)
     if args.reduced:
         reduce_sizes(config)
     config.machine.device_type = args.device
@@ -257,11 +277,17 @@ def train(config, args: argparse.Namespace) -> Dict[str, object]:
 
 def load_for_eval(config, split: str, device: str):
     """Rebuild the pipeline from the saved config.yml and checkpoint (as ns-eval's eval_setup, on ``device``)."""
+    return load_saved_run(config.get_base_dir() / "config.yml", split, device, config.pipeline.datamanager._target)
+
+
+def load_saved_run(config_path: Path, split: str, device: str, datamanager_target=None):
+    """``(pipeline, checkpoint)`` of a saved run; the checkpoint is looked up next to its config.yml."""
     from nerfstudio.utils.eval_utils import eval_load_checkpoint
 
-    saved = yaml.load((config.get_base_dir() / "config.yml").read_text(), Loader=yaml.Loader)
-    saved.pipeline.datamanager._target = config.pipeline.datamanager._target  # as eval_setup does
-    saved.load_dir = saved.get_checkpoint_dir()
+    saved = yaml.load(Path(config_path).read_text(), Loader=yaml.Loader)
+    if datamanager_target is not None:
+        saved.pipeline.datamanager._target = datamanager_target  # as eval_setup does
+    saved.load_dir = Path(config_path).parent / saved.relative_model_dir
     with offline_lpips():
         pipeline = saved.pipeline.setup(device=device, test_mode=split)
     pipeline.eval()
@@ -317,10 +343,22 @@ def _offline_lpips_module():
     return make_lpips()  # None (one warning) without cached AlexNet weights
 
 
+def model_size(model, checkpoint: Path) -> Dict[str, object]:
+    """Parameter (and buffer) bytes of the model, and the size of its checkpoint file (which adds optimizer state)."""
+    tensors = list(model.parameters()) + list(model.buffers())
+    return {"param_mb": sum(t.numel() * t.element_size() for t in tensors) / 2**20,
+            "checkpoint_mb": Path(checkpoint).stat().st_size / 2**20}
+
+
 def evaluate(config, args: argparse.Namespace) -> Dict[str, object]:
+    """``evaluate_pipeline`` on a run this script just trained."""
+    return evaluate_pipeline(*load_for_eval(config, args.eval_split, args.device), args)
+
+
+def evaluate_pipeline(pipeline, checkpoint: Path, args: argparse.Namespace) -> Dict[str, object]:
     """Average image metrics over the eval split, as ``pipeline.get_average_eval_image_metrics`` computes them,
-    timing each full-image render on the way; render FPS leaves out the first (warm-up) render."""
-    pipeline, checkpoint = load_for_eval(config, args.eval_split, args.device)
+    timing each full-image render (the dataset's resolution) on the way; render FPS leaves out the first
+    (warm-up) render."""
     sync = synchronizer(args.device)
     per_image, render_s = [], []
     with torch.no_grad():
@@ -333,7 +371,8 @@ def evaluate(config, args: argparse.Namespace) -> Dict[str, object]:
     record = {key: _mean_metric(per_image, key) for key in ("psnr", "ssim", "lpips", "lpips_vgg")}
     record.update(render_fps=(len(render_s) - 1) / sum(render_s[1:]), render_images=len(render_s) - 1)
     record.update(eval_images=len(per_image), checkpoint=str(checkpoint))
-    record.update(gaussian_storage(pipeline.model))
+    record.update(render_resolution=f"{int(camera.width.flatten()[0])}x{int(camera.height.flatten()[0])}")
+    record.update(gaussian_storage(pipeline.model), **model_size(pipeline.model, checkpoint))
     del pipeline
     return record
 
@@ -359,6 +398,73 @@ def benchmark_method(name: str, args: argparse.Namespace) -> Dict[str, object]:
     return record
 
 
+DISTILLATION_HEADER = (
+    "| method | role | teacher | scene | PSNR | SSIM | render FPS | resolution | speed-up vs teacher | params MB "
+    "| checkpoint MB | machine | commit |\n" + "|---" * 13 + "|\n"
+)
+
+
+def evaluate_saved_run(config_path: Path, args: argparse.Namespace) -> Dict[str, object]:
+    """Score a saved run (``config.yml`` plus its checkpoint) on the eval split, without training."""
+    saved = yaml.load(Path(config_path).read_text(), Loader=yaml.Loader)
+    record: Dict[str, object] = {"method": saved.method_name, "device": args.device, "config_path": str(config_path)}
+    try:
+        pipeline, checkpoint = load_saved_run(config_path, args.eval_split, args.device)
+        record["scene"] = Path(str(pipeline.datamanager.config.data)).name  # a student's: its teacher's scene
+        record.update(evaluate_pipeline(pipeline, checkpoint, args), status="ok")
+        del pipeline
+    except Exception as error:  # one failing run must not lose the others' results
+        traceback.print_exc()
+        record.update(status="failed", error=f"{type(error).__name__}: {error}")
+    gc.collect()
+    return record
+
+
+def with_teachers(records: List[Dict[str, object]], args: argparse.Namespace) -> List[Dict[str, object]]:
+    """Each evaluated teacher once, then the runs; a student (a run whose datamanager names a teacher) gets its
+    teacher's method and its render speed-up over it."""
+    teachers: Dict[str, Dict[str, object]] = {}
+    for record in records:
+        if record["status"] != "ok":
+            continue
+        saved = yaml.load(Path(record["config_path"]).read_text(), Loader=yaml.Loader)
+        teacher_path = getattr(saved.pipeline.datamanager, "teacher_config", None)
+        if teacher_path is None:
+            record["role"] = "model"
+            continue
+        if str(teacher_path) not in teachers:
+            teachers[str(teacher_path)] = {**evaluate_saved_run(Path(teacher_path), args), "role": "teacher"}
+        teacher = teachers[str(teacher_path)]
+        record.update(role="student", teacher=teacher["method"], teacher_config=str(teacher_path))
+        if teacher.get("render_fps"):
+            record["speedup_vs_teacher"] = record["render_fps"] / teacher["render_fps"]
+    return list(teachers.values()) + [r for r in records if r["status"] == "ok"]
+
+
+def distillation_row(record: Dict[str, object], prov: Dict[str, object]) -> str:
+    def fmt(key: str, spec: str) -> str:
+        return "—" if record.get(key) is None else format(record[key], spec)
+
+    gpu = prov["machine"]["gpu"]
+    machine = gpu["name"] if gpu else f"{prov['machine']['cpu']} ({prov['machine']['cpu_count']} cpu)"
+    commit = (prov["git_commit"] or "no-commit")[:10] + ("-dirty" if prov["git_dirty"] else "")
+    cells = [str(record["method"]), str(record.get("role", "model")), str(record.get("teacher", "—")),
+             str(record.get("scene", "—")), fmt("psnr", ".2f"), fmt("ssim", ".4f"), fmt("render_fps", ".2f"),
+             str(record.get("render_resolution", "—")), fmt("speedup_vs_teacher", ".1f"), fmt("param_mb", ".2f"),
+             fmt("checkpoint_mb", ".2f"), machine, commit]
+    return "| " + " | ".join(cell.replace("|", "\\|") for cell in cells) + " |\n"
+
+
+def write_distillation_table(path: Path, rows: List[Dict[str, object]], prov: Dict[str, object]) -> None:
+    """Append one row per model to ``distillation.md`` (the README's student/teacher table)."""
+    lines = "".join(distillation_row(record, prov) for record in rows if record["status"] == "ok")
+    if not path.exists():
+        path.write_text(DISTILLATION_HEADER)
+    with path.open("a") as table:
+        table.write(lines)
+    print(DISTILLATION_HEADER + lines, end="", flush=True)
+
+
 def main(argv: Optional[List[str]] = None) -> int:
     """Run the benchmark; returns 0 when every method that could run on this device succeeded."""
     args = parse_args(argv)
@@ -367,7 +473,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     args.output_dir.mkdir(parents=True, exist_ok=True)
     stamp = datetime.datetime.now().strftime("%Y-%m-%d_%H%M%S")
     json_path = args.output_dir / f"{args.data.name}-{stamp}.json"
-    settings = {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()}
+    settings = {k: str(v) if isinstance(v, Path) else [str(p) for p in v] if k == "evaluate_runs" else v
+                for k, v in vars(args).items()}
     records: List[Dict[str, object]] = []
     for name in args.methods:
         records.append(benchmark_method(name, args))
@@ -377,8 +484,15 @@ def main(argv: Optional[List[str]] = None) -> int:
             row = markdown_row(records[-1], prov)
             append_markdown(args.output_dir / "results.md", row)
             print(TABLE_HEADER + row, end="", flush=True)
+    distillation: List[Dict[str, object]] = []
+    if args.teacher_config is not None or args.evaluate_runs:
+        records += [evaluate_saved_run(path, args) for path in args.evaluate_runs]
+        distillation = with_teachers(records, args)
+        write_distillation_table(args.output_dir / "distillation.md", distillation, prov)
+        report = {"provenance": prov, "settings": settings, "results": records, "distillation": distillation}
+        json_path.write_text(json.dumps(report, indent=2))
     print(f"[benchmark] wrote {json_path} and {args.output_dir / 'results.md'}", flush=True)
-    return 1 if any(r["status"] == "failed" for r in records) else 0
+    return 1 if any(r["status"] == "failed" for r in records + distillation) else 0
 
 
 if __name__ == "__main__":  # nerfstudio's ParallelDataManager spawns processes that re-import this module

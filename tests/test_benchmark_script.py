@@ -64,6 +64,19 @@ def test_benchmark_writes_json_and_markdown(tiny_lego, tmp_path):
     assert table[0].startswith("| method | scene | steps | train s | PSNR |")
     rows = [line for line in table[2:] if line.startswith("| ngpc-hashgrid | lego | 3 |")]
     assert len(rows) == 1 and not any(line.startswith("| instant-ngp |") for line in table)
+    assert ours["param_mb"] > 0 and ours["checkpoint_mb"] > ours["param_mb"] and ours["render_resolution"] == "25x25"
+    assert not (out / "distillation.md").exists()  # only distillation runs write the student/teacher table
+
+    # --evaluate-runs scores a saved run without training; a run without a teacher is a plain "model" row.
+    evaluated = tmp_path / "evaluated"
+    assert benchmark.main(["--evaluate-runs", ours["config_path"], "--device", "cpu", "--output-dir", str(evaluated)]) == 0
+    (json_path,) = evaluated.glob("*.json")
+    (row,) = json.loads(json_path.read_text())["distillation"]
+    assert row["role"] == "model" and row["method"] == "ngpc-hashgrid" and row["scene"] == "lego"
+    assert row["psnr"] == pytest.approx(ours["psnr"], abs=1e-4) and row["param_mb"] == ours["param_mb"]
+    distillation_table = (evaluated / "distillation.md").read_text().splitlines()
+    assert distillation_table[0].startswith("| method | role | teacher | scene | PSNR | SSIM | render FPS |")
+    assert distillation_table[2].startswith("| ngpc-hashgrid | model | — | lego |")
 
 
 def test_missing_data_is_a_clear_error(tmp_path, capsys):
