@@ -12,7 +12,7 @@ from tests.methods.recipe_cards import read_cards, resolve, same
 # Methods whose card must exist (issue 10); more are checked as their cards appear.
 REQUIRED_CARDS = (
     "4d-rotor-gs", "gaussian-flow", "gaussian-flow-compressed", "c3dgs", "c3dgs-synthetic", "splatfacto-wild", "neus2",
-    "mobile-r2l", "mobile-r2l-blender", "nerdf", "nerdf-blender",
+    "mobile-r2l", "mobile-r2l-blender", "nerdf", "nerdf-blender", "pvd-al",
 )
 CARDS = read_cards()
 
