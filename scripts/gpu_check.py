@@ -1,10 +1,10 @@
 """One prepared command that checks every fast path on a GPU and measures every speed target of the README.
 
-    python scripts/gpu_check.py --output-dir benchmarks                 # on a GPU: at most 8 minutes on an H200
+    python scripts/gpu_check.py --output-dir benchmarks                 # on a GPU: at most 9.5 minutes on an H200
     python scripts/gpu_check.py --device cpu --tiny --output-dir /tmp/x  # every stage on tiny sizes, CPU paths
     python scripts/gpu_check.py --export-data .gpu/data                  # trimmed scenes to carry to a GPU machine
 
-Stages (``--stages``; ``methods`` selects the three methods stages), each in its own child process with its own
+Stages (``--stages``; ``methods`` selects the four methods stages), each in its own child process with its own
 timeout, so a hang or a CUDA crash fails that stage only (recorded with its traceback or log tail) and the next runs:
 
 1. ``environment``: versions, GPU, clocks; device-to-device copy bandwidth and bf16 matmul rate (the ceilings);
@@ -13,7 +13,9 @@ timeout, so a hang or a CUDA crash fails that stage only (recorded with its trac
 3. ``kernels``: scripts/benchmark_kernels.py (grid encoding points/s at 2^18..2^22 for the three NGPC encodings,
    fused encoding+MLP vs plain PyTorch) plus compositing, as fractions of the copy bandwidth;
 4. ``ngpc-profile``: scripts/profile_ngpc.py with the torch, triton and fused backends vs the paper's split;
-5. ``methods-nerf``, ``methods-splat``, ``methods-dynamic``: see scripts/gpu_check_methods.py.
+5. ``methods-nerf``, ``methods-splat``, ``methods-dynamic``: see scripts/gpu_check_methods.py;
+6. ``methods-surfaces``: neus2 on DTU scan65 (reduced run, projected 15k-step time, mesh, floaters) against
+   neus-facto at equal wall-clock: see scripts/gpu_check_surfaces.py and scripts/benchmark_neus2.py.
 
 Writes ``<output-dir>/gpu-check-<device>-<stamp>.{json,md}`` (rewritten after every stage; provenance included),
 each stage's log under ``logs/`` and the scripts' own outputs under ``kernels/``, ``ngpc/`` and ``methods/``. Targets
@@ -54,7 +56,7 @@ class Stage(NamedTuple):
     cpu_timeout_s: float
 
 
-STAGES = (  # GPU timeouts sum to 480 s; estimates for an H200 that no run has checked yet (--timeout-scale)
+STAGES = (  # GPU timeouts sum to 630 s, cut to GPU_TOTAL_S; estimates no H200 run has checked (--timeout-scale)
     Stage("environment", "gpu_check_stages:environment", 25, 120),
     Stage("correctness", "gpu_check_stages:correctness", 100, 240),
     Stage("kernels", "gpu_check_stages:kernels", 55, 180),
@@ -62,10 +64,12 @@ STAGES = (  # GPU timeouts sum to 480 s; estimates for an H200 that no run has c
     Stage("methods-nerf", "gpu_check_methods:methods_nerf", 150, 300),
     Stage("methods-splat", "gpu_check_methods:methods_splat", 50, 300),
     Stage("methods-dynamic", "gpu_check_methods:methods_dynamic", 40, 300),
+    Stage("methods-surfaces", "gpu_check_surfaces:methods_surfaces", 150, 300),
 )
 STAGE_NAMES = [stage.name for stage in STAGES]
-ALIASES = {"methods": ["methods-nerf", "methods-splat", "methods-dynamic"], "all": STAGE_NAMES}
-GPU_TOTAL_S = 480
+ALIASES = {"methods": ["methods-nerf", "methods-splat", "methods-dynamic", "methods-surfaces"], "all": STAGE_NAMES}
+GPU_TOTAL_S = 560
+"""Under a device call's 600 s with the ~20 s wheel set-up; the last stage (methods-surfaces) absorbs overruns."""
 
 
 def default_data_root() -> Path:
@@ -81,7 +85,8 @@ def parse_args(argv: Optional[List[str]]) -> argparse.Namespace:
     parser.add_argument("--stages", nargs="+", default=["all"], choices=[*STAGE_NAMES, *ALIASES])
     parser.add_argument("--output-dir", type=Path, default=Path("benchmarks"))
     parser.add_argument("--data", type=Path, default=default_data_root(),
-                        help="data root holding blender/lego and dnerf/lego (default ../shared/data or .gpu/data)")
+                        help="data root holding blender/lego, dnerf/lego and dtu/scan65 (default ../shared/data or "
+                        ".gpu/data)")
     parser.add_argument("--total-budget-s", type=float, default=None,
                         help=f"cuts the last stages' timeouts to fit; default {GPU_TOTAL_S} on a GPU, none on CPU")
     parser.add_argument("--timeout-scale", type=float, default=1.0, help="multiplies every stage's timeout")
@@ -90,6 +95,9 @@ def parse_args(argv: Optional[List[str]]) -> argparse.Namespace:
     parser.add_argument("--splat-max-steps", type=int, default=2000)
     parser.add_argument("--dynamic-budget-s", type=float, default=10.0, help="training time cap of 4d-rotor-gs")
     parser.add_argument("--dynamic-max-steps", type=int, default=2000)
+    parser.add_argument("--surface-budget-s", type=float, default=20.0,
+                        help="training time of neus2 on scan65 (neus-facto gets as much)")
+    parser.add_argument("--surface-mesh-resolution", type=int, default=512)
     parser.add_argument("--pytest-workers", type=int, default=None,
                         help="pytest-xdist workers for the correctness stage (default 8 on a GPU when installed)")
     parser.add_argument("--tests", nargs="+", default=None, help="pytest arguments for the correctness stage")
@@ -125,7 +133,7 @@ def resolve_device(args: argparse.Namespace, parser: argparse.ArgumentParser) ->
 
 def stage_options(args: argparse.Namespace) -> Dict[str, object]:
     keys = ("nerf_budget_s", "splat_budget_s", "splat_max_steps", "dynamic_budget_s", "dynamic_max_steps",
-            "pytest_workers", "tests")
+            "surface_budget_s", "surface_mesh_resolution", "pytest_workers", "tests")
     return {**{key: getattr(args, key) for key in keys}, "scratch_dir": str(args.scratch_dir),
             "ceilings": getattr(args, "ceilings", None)}
 

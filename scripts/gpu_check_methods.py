@@ -81,9 +81,17 @@ def subset_scene(source: Path, target: Path, counts: Dict[str, Optional[int]], c
 
 
 def export_device_data(data_root: Path, target: Path) -> List[Path]:
-    """Copies of the scenes the methods stages use, trimmed to what they read (about 30 MB), for a GPU machine."""
-    return [subset_scene(data_root / scene.source, target / scene.source, scene.counts, copy=True)
-            for scene in SCENES.values()]
+    """Copies of the scenes the methods stages use, trimmed to what they read (about 30 MB), for a GPU machine:
+    lego and D-NeRF lego subsets, and DTU scan65 halved with JPEG images (about 2 MB; gpu_check_surfaces.py)."""
+    from gpu_check_surfaces import SCAN, export_scan
+
+    written = [subset_scene(data_root / scene.source, target / scene.source, scene.counts, copy=True)
+               for scene in SCENES.values()]
+    if (data_root / SCAN).is_dir():
+        written.append(export_scan(data_root, target))
+    else:
+        print(f"[gpu-check] {data_root / SCAN} not found: the methods-surfaces stage will have no scene", flush=True)
+    return written
 
 
 def prepare_scene(ctx: StageContext, key: str) -> Path:

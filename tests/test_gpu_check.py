@@ -61,6 +61,9 @@ def _check_tiny_figures(report: dict) -> None:
         assert record["rasterizer_calls"].get("reference", 0) > 0 and not record["rasterizer_calls"].get("gsplat")
     rotor = _method(dynamic, "4d-rotor-gs")
     assert rotor["status"] == "ok" and rotor["fps"]["fps"] > 0 and rotor["fps"]["renders"] == 2
+    neus2 = _stage(report, "methods-surfaces")["figures"]["neus2"]  # tiny: neus2 only (neus-facto: its own test)
+    assert neus2["status"] == "ok" and neus2["steps"] == 3 and neus2["projected_15k_s"] > 0
+    assert 0 < neus2["eval"]["psnr_masked"] < 60 and neus2["mesh"]["vertices"] > 0
 
 
 @pytest.mark.slow
@@ -79,7 +82,7 @@ def test_cpu_mode_runs_every_stage(gpu_check, tmp_path):
     assert prov["versions"]["torch"] == torch.__version__ and "gsplat" in prov["versions"]
     _check_tiny_figures(report)
     targets = {t["name"]: t for t in report["targets"]}
-    assert len(targets) == 9 and all(t["verdict"] in ("n/a on cpu", "not measured") for t in targets.values())
+    assert len(targets) == 12 and all(t["verdict"] in ("n/a on cpu", "not measured") for t in targets.values())
     fused = targets["fused encoding+MLP fwd vs plain PyTorch path (hashgrid)"]
     assert fused["measured"] > 0 and fused["verdict"] == "n/a on cpu"  # a CPU figure, never a GPU verdict
     table = _only(tmp_path, "gpu-check-cpu-*.md").read_text()
@@ -159,6 +162,8 @@ def test_export_data_copies_trimmed_scenes(gpu_check, tmp_path):
     (data / "dnerf").mkdir()
     (data / "blender" / "lego").symlink_to(DATA / "lego-100")
     (data / "dnerf" / "lego").symlink_to(DATA / "dnerf-lego-tiny")
+    (data / "dtu").mkdir()
+    (data / "dtu" / "scan65").symlink_to(DATA / "dtu-scan65-tiny")
     assert gpu_check.main(["--export-data", str(tmp_path / "out"), "--data", str(data)]) == 0
     lego = tmp_path / "out" / "blender" / "lego"
     frames = {split: json.loads((lego / f"transforms_{split}.json").read_text())["frames"]
@@ -169,6 +174,24 @@ def test_export_data_copies_trimmed_scenes(gpu_check, tmp_path):
     assert image.is_file() and not image.is_symlink()
     dnerf = json.loads((tmp_path / "out" / "dnerf" / "lego" / "transforms_train.json").read_text())
     assert len(dnerf["frames"]) == 20 and all("time" in frame for frame in dnerf["frames"])
+    _check_exported_scan(tmp_path / "out" / "dtu" / "scan65")
+
+
+def _check_exported_scan(scan: Path) -> None:
+    """scan65 halved: JPEG images, binary PNG masks, world_mat pixel rows halved, scale_mat unchanged."""
+    import numpy as np
+    from PIL import Image
+
+    images, masks = sorted((scan / "image").iterdir()), sorted((scan / "mask").iterdir())
+    assert [p.suffix for p in images] == [".jpg"] * 8 and len(masks) == 8
+    with Image.open(images[0]) as image, Image.open(masks[0]) as mask:
+        assert image.size == mask.size == (50, 37)  # 100x75 // 2
+        assert set(np.unique(np.asarray(mask))) <= {0, 255}
+    source, exported = np.load(DATA / "dtu-scan65-tiny" / "cameras_sphere.npz"), np.load(scan / "cameras_sphere.npz")
+    np.testing.assert_allclose(exported["world_mat_3"][0], source["world_mat_3"][0] * 50 / 100)  # exact ratios
+    np.testing.assert_allclose(exported["world_mat_3"][1], source["world_mat_3"][1] * 37 / 75)
+    np.testing.assert_allclose(exported["world_mat_3"][2:], source["world_mat_3"][2:])
+    np.testing.assert_array_equal(exported["scale_mat_3"], source["scale_mat_3"])
 
 
 def test_missing_pytest_is_said_clearly(monkeypatch, tmp_path):

@@ -113,8 +113,15 @@ def phototourism(root: Path) -> Tuple[Path, Callable]:
     return data / "dense" / "images" / "photo_3.png", lambda: config.setup().get_dataparser_outputs()
 
 
+def neus(root: Path) -> Tuple[Path, Callable]:
+    from ng_methods.data.neus import NeuSDataParserConfig
+
+    data = Path(shutil.copytree(DATA_DIR / "dtu-scan65-tiny", root / "scan65"))
+    return data / "image" / "000003.png", lambda: NeuSDataParserConfig(data=data).setup().get_dataparser_outputs()
+
+
 PARSERS = {"ng-blender-data": blender, "ng-dnerf-data": dnerf, "ng-nerfstudio-data": nerfstudio,
-           "llff-data": llff, "nonrigid-data": nonrigid, "ng-phototourism-data": phototourism}
+           "llff-data": llff, "nonrigid-data": nonrigid, "ng-phototourism-data": phototourism, "neus-data": neus}
 
 
 def test_every_registered_dataparser_is_covered():
