@@ -22,21 +22,18 @@ Nothing is downloaded: without cached AlexNet weights, LPIPS is left out (``null
 from __future__ import annotations
 
 import argparse
-import contextlib
 import copy
 import datetime
 import functools
 import gc
 import json
 import math
-import os
 import resource
 import sys
 import time
 import traceback
 from pathlib import Path
 from typing import Callable, Dict, List, Optional
-from unittest import mock
 
 import torch
 import yaml
@@ -47,8 +44,8 @@ for _path in (REPO_ROOT, REPO_ROOT / "scripts"):  # run from a checkout without 
         sys.path.insert(0, str(_path))
 
 import ng_methods  # noqa: E402,F401  (allow-lists nerfstudio checkpoints for torch>=2.6 safe loading)
-from ng_methods.compat.lpips import alexnet_weights_path  # noqa: E402
-from benchmark_report import TABLE_HEADER, append_markdown, markdown_row  # noqa: E402
+from ng_methods.compat.lpips import nerfstudio_lpips_offline  # noqa: E402
+from benchmark_report import TABLE_HEADER, append_markdown, markdown_row, write_distillation_table  # noqa: E402
 from provenance import provenance  # noqa: E402
 
 DEFAULT_DATA = REPO_ROOT.parent / "shared" / "data" / "blender" / "lego"
@@ -192,28 +189,8 @@ def prepare_config(name: str, args: argparse.Namespace):
     return config
 
 
-class _NoLPIPS(torch.nn.Module):
-    """Stands in for torchmetrics' LPIPS when AlexNet's weights are not cached: returns NaN, downloads nothing."""
-
-    def __init__(self, *args, **kwargs) -> None:
-        super().__init__()
-
-    def forward(self, *args, **kwargs) -> torch.Tensor:
-        return torch.tensor(float("nan"))
-
-
-@contextlib.contextmanager
-def offline_lpips():
-    """Build models with LPIPS only if it needs no download (nerfstudio's models import it inside __init__)."""
-    with contextlib.ExitStack() as stack:
-        if not os.path.isfile(alexnet_weights_path()):
-            import torchmetrics.image.lpip  # noqa: F401
-
-            name = "LearnedPerceptualImagePatchSimilarity"
-            for module_name, module in list(sys.modules.items()):
-                if module_name.startswith(("nerfstudio.", "torchmetrics.image")) and hasattr(module, name):
-                    stack.enter_context(mock.patch.object(module, name, _NoLPIPS))
-        yield
+# nerfstudio's models build LPIPS inside __init__; NaN scores (and no download) while AlexNet is not cached
+offline_lpips = nerfstudio_lpips_offline
 
 
 def synchronizer(device: str) -> Callable[[], None]:
@@ -307,7 +284,7 @@ def _mean_metric(per_image: List[Dict[str, float]], key: str) -> Optional[float]
     if not all(key in metrics for metrics in per_image):  # our models omit LPIPS when it is unavailable
         return None
     mean = sum(float(metrics[key]) for metrics in per_image) / len(per_image)
-    return mean if math.isfinite(mean) else None  # NaN: nerfstudio's LPIPS replaced by _NoLPIPS
+    return mean if math.isfinite(mean) else None  # NaN: nerfstudio's LPIPS replaced offline
 
 
 def gaussian_storage(model) -> Dict[str, object]:
@@ -398,12 +375,6 @@ def benchmark_method(name: str, args: argparse.Namespace) -> Dict[str, object]:
     return record
 
 
-DISTILLATION_HEADER = (
-    "| method | role | teacher | scene | PSNR | SSIM | render FPS | resolution | speed-up vs teacher | params MB "
-    "| checkpoint MB | machine | commit |\n" + "|---" * 13 + "|\n"
-)
-
-
 def evaluate_saved_run(config_path: Path, args: argparse.Namespace) -> Dict[str, object]:
     """Score a saved run (``config.yml`` plus its checkpoint) on the eval split, without training."""
     saved = yaml.load(Path(config_path).read_text(), Loader=yaml.Loader)
@@ -439,30 +410,6 @@ def with_teachers(records: List[Dict[str, object]], args: argparse.Namespace) ->
         if teacher.get("render_fps"):
             record["speedup_vs_teacher"] = record["render_fps"] / teacher["render_fps"]
     return list(teachers.values()) + [r for r in records if r["status"] == "ok"]
-
-
-def distillation_row(record: Dict[str, object], prov: Dict[str, object]) -> str:
-    def fmt(key: str, spec: str) -> str:
-        return "—" if record.get(key) is None else format(record[key], spec)
-
-    gpu = prov["machine"]["gpu"]
-    machine = gpu["name"] if gpu else f"{prov['machine']['cpu']} ({prov['machine']['cpu_count']} cpu)"
-    commit = (prov["git_commit"] or "no-commit")[:10] + ("-dirty" if prov["git_dirty"] else "")
-    cells = [str(record["method"]), str(record.get("role", "model")), str(record.get("teacher", "—")),
-             str(record.get("scene", "—")), fmt("psnr", ".2f"), fmt("ssim", ".4f"), fmt("render_fps", ".2f"),
-             str(record.get("render_resolution", "—")), fmt("speedup_vs_teacher", ".1f"), fmt("param_mb", ".2f"),
-             fmt("checkpoint_mb", ".2f"), machine, commit]
-    return "| " + " | ".join(cell.replace("|", "\\|") for cell in cells) + " |\n"
-
-
-def write_distillation_table(path: Path, rows: List[Dict[str, object]], prov: Dict[str, object]) -> None:
-    """Append one row per model to ``distillation.md`` (the README's student/teacher table)."""
-    lines = "".join(distillation_row(record, prov) for record in rows if record["status"] == "ok")
-    if not path.exists():
-        path.write_text(DISTILLATION_HEADER)
-    with path.open("a") as table:
-        table.write(lines)
-    print(DISTILLATION_HEADER + lines, end="", flush=True)
 
 
 def main(argv: Optional[List[str]] = None) -> int:

@@ -275,7 +275,7 @@ def mesh_record(pipeline, config_path: str, resolution: int, device: str) -> Dic
     seconds = time.perf_counter() - start
     vertices, faces = vertices.numpy(), faces.numpy()
     start = time.perf_counter()
-    kept, kept_faces = ExtractMesh(load_config=Path(config_path))._cull(pipeline, vertices, faces)
+    kept, kept_faces = ExtractMesh(load_config=Path(config_path)).cull(pipeline, vertices, faces)
     culling_s = time.perf_counter() - start
     return {"resolution": resolution, "extraction_s": seconds, "culling_s": culling_s, "vertices": len(vertices),
             "faces": len(faces), "culled_vertex_fraction": 1.0 - len(kept) / max(len(vertices), 1),
@@ -309,7 +309,9 @@ def run_method(name: str, args: argparse.Namespace, budget_s: Optional[float], n
         if name == "neus2":
             result = train(neus2_config(args), args, budget_s, args.eval_every)
         else:
-            from neus_facto_baseline import neus_facto_config, neus_facto_encoding, offline_lpips
+            from neus_facto_baseline import neus_facto_config, neus_facto_encoding
+
+            from ng_methods.compat.lpips import nerfstudio_lpips_offline as offline_lpips
 
             config = _common_trainer_settings(neus_facto_config(args.tiny), args, name, args.baseline_max_steps)
             with neus_facto_encoding(notes), offline_lpips():

@@ -1,12 +1,12 @@
 """nerfstudio 1.1.5's ``neus-facto`` as the baseline of ``scripts/benchmark_neus2.py``, runnable without
 tinycudann: its recipe on our ``neus-data`` datamanager, our grid encoding standing in for ``tcnn.Encoding`` when
-tinycudann is missing, and an LPIPS stand-in that downloads nothing."""
+tinycudann is missing (built inside ``ng_methods.compat.lpips.nerfstudio_lpips_offline``, so its LPIPS downloads
+nothing)."""
 
 from __future__ import annotations
 
 import contextlib
 import copy
-from pathlib import Path
 from typing import Dict, List
 from unittest import mock
 
@@ -74,19 +74,3 @@ def neus_facto_encoding(notes: List[str]):
         yield
 
 
-@contextlib.contextmanager
-def offline_lpips():
-    """neus-facto builds torchmetrics' LPIPS, which downloads AlexNet: a NaN stand-in when it is not cached."""
-    from ng_methods.compat.lpips import alexnet_weights_path
-
-    if Path(alexnet_weights_path()).is_file():
-        yield
-        return
-    from torchmetrics.image import lpip
-
-    class NoLPIPS(torch.nn.Module):
-        def forward(self, *args, **kwargs) -> torch.Tensor:
-            return torch.tensor(float("nan"))
-
-    with mock.patch.object(lpip, "LearnedPerceptualImagePatchSimilarity", NoLPIPS):
-        yield

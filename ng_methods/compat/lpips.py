@@ -9,9 +9,12 @@ VGG; nerfstudio: AlexNet), so both are reported when both are available.
 
 from __future__ import annotations
 
+import contextlib
 import os
+import sys
 import warnings
-from typing import Dict, Optional
+from typing import Dict, Iterator, Optional
+from unittest import mock
 
 import torch
 from torch import Tensor
@@ -80,3 +83,32 @@ def make_lpips() -> Optional[OfflineLPIPS]:
     built = {metric: _build(metric) for metric in BACKBONES}
     available = {metric: module for metric, module in built.items() if module is not None}
     return OfflineLPIPS(available) if available else None
+
+
+class _NaNLPIPS(torch.nn.Module):
+    """Stands in for torchmetrics' LPIPS while its AlexNet weights are missing: scores NaN, downloads nothing."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__()
+
+    def forward(self, *args, **kwargs) -> Tensor:
+        return torch.tensor(float("nan"))
+
+
+@contextlib.contextmanager
+def nerfstudio_lpips_offline() -> Iterator[None]:
+    """Build nerfstudio models (``nerfacto``, ``neus-facto``, ``instant-ngp``, ...) without an LPIPS download.
+
+    Their ``populate_modules`` builds torchmetrics' LPIPS, which downloads AlexNet's weights when they are not in
+    the hub cache. Within this context, and only while the weights are missing, every imported ``nerfstudio.*`` and
+    ``torchmetrics.image*`` module's ``LearnedPerceptualImagePatchSimilarity`` is a NaN-scoring stand-in.
+    """
+    with contextlib.ExitStack() as stack:
+        if not os.path.isfile(alexnet_weights_path()):
+            import torchmetrics.image.lpip  # noqa: F401  (so the patch also reaches later imports of it)
+
+            name = "LearnedPerceptualImagePatchSimilarity"
+            for module_name, module in list(sys.modules.items()):
+                if module_name.startswith(("nerfstudio.", "torchmetrics.image")) and hasattr(module, name):
+                    stack.enter_context(mock.patch.object(module, name, _NaNLPIPS))
+        yield

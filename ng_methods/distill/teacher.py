@@ -8,14 +8,10 @@ device with its model frozen.
 
 from __future__ import annotations
 
-import contextlib
-import os
 import re
-import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Dict, Iterator, List, Optional, Union
-from unittest import mock
+from typing import Dict, List, Optional, Union
 
 import torch
 import yaml
@@ -27,7 +23,7 @@ from nerfstudio.pipelines.base_pipeline import Pipeline
 from torch import Tensor
 
 from ng_methods.compat.checkpoints import allow_nerfstudio_checkpoints
-from ng_methods.compat.lpips import alexnet_weights_path
+from ng_methods.compat.lpips import nerfstudio_lpips_offline
 
 __all__ = [
     "Teacher",
@@ -108,34 +104,11 @@ def _check_data(config_path: Path, config: TrainerConfig) -> None:
                                  "scene box and cameras are rebuilt from it).")
 
 
-class _UnusedLPIPS(torch.nn.Module):
-    """Stands in for torchmetrics' LPIPS in a teacher: a teacher renders, it never scores images."""
-
-    def __init__(self, *args, **kwargs) -> None:
-        super().__init__()
-
-    def forward(self, *args, **kwargs) -> Tensor:
-        raise RuntimeError("a distillation teacher does not compute LPIPS")
-
-
-@contextlib.contextmanager
-def _no_metric_downloads() -> Iterator[None]:
-    """nerfstudio's models build torchmetrics' LPIPS in ``populate_modules``, which downloads AlexNet's weights
-    when they are not cached; nothing may download at run time, and a teacher needs no metric, so use a stand-in."""
-    with contextlib.ExitStack() as stack:
-        if not os.path.isfile(alexnet_weights_path()):
-            name = "LearnedPerceptualImagePatchSimilarity"
-            for module_name, module in list(sys.modules.items()):
-                if module_name.startswith(("nerfstudio.", "torchmetrics.image")) and hasattr(module, name):
-                    stack.enter_context(mock.patch.object(module, name, _UnusedLPIPS))
-        yield
-
-
 def _build_pipeline(config_path: Path, config: TrainerConfig, device: torch.device) -> Pipeline:
     _check_data(config_path, config)
     # "inference" sets up neither dataloader: only the dataparser outputs the model is built from.
     try:
-        with _no_metric_downloads():
+        with nerfstudio_lpips_offline():  # a teacher renders; it never scores images
             pipeline = config.pipeline.setup(device=device, test_mode="inference")
     except Exception as error:  # the dataparser's own message says which of the teacher's files is bad
         raise TeacherConfigError(f"Teacher config {config_path}: its pipeline cannot be built: {error}") from error

@@ -68,14 +68,15 @@ class ExtractMesh:
         vertices, faces = extract_mesh(model.sdf, bounds, self.resolution, self.chunk, self.level, model.device)
         vertices, faces = vertices.numpy(), faces.numpy()
         if self.cull_with_masks:
-            vertices, faces = self._cull(pipeline, vertices, faces)
+            vertices, faces = self.cull(pipeline, vertices, faces)
         colors = self._colors(model, vertices)
         if self.world_coordinates:
             vertices, faces = self._to_world(pipeline, vertices, faces)
         write_ply(self.output_path, vertices, faces, colors)
         CONSOLE.print(f"Wrote {self.output_path}: {len(vertices)} vertices, {len(faces)} faces")
 
-    def _cull(self, pipeline, vertices: np.ndarray, faces: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
+    def cull(self, pipeline, vertices: np.ndarray, faces: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
+        """The DTU evaluation's mask culling with every view of the run (train and eval splits), as 2DGS does."""
         from ng_methods.surfaces.culling import cull_mesh, dtu_dilation_radius, vertices_inside_masks
         from ng_methods.surfaces.scene_views import load_mask, mask_intrinsics, scene_views
 
