@@ -82,10 +82,10 @@ def parse_args(argv: Optional[List[str]]) -> argparse.Namespace:
         if not path.is_file():
             parser.error(f"{path}: no such config.yml (pass the config.yml ns-train saved)")
     if args.evaluate_runs:
-        args.methods = []  # nothing to train; --data only names the scene
+        args.methods = []  # nothing to train: the saved runs name their own scenes
     elif not args.data.is_dir():
         parser.error(f"--data {args.data}: no such directory (pass a scene directory, e.g. a Blender scene)")
-    if args.dataparser == "blender" and not (args.data / "transforms_train.json").is_file():
+    elif args.dataparser == "blender" and not (args.data / "transforms_train.json").is_file():
         parser.error(f"--data {args.data}: no transforms_train.json, so not a Blender scene (see --dataparser)")
     if args.device == "cuda" and not torch.cuda.is_available():
         parser.error("--device cuda: no CUDA device is available")

@@ -7,6 +7,7 @@ import math
 import pytest
 import torch
 from nerfstudio.cameras.rays import Frustums, RayBundle, RaySamples
+from nerfstudio.engine.callbacks import TrainingCallback, TrainingCallbackLocation
 
 from ng_methods.distill.pvd.active_learning import (
     HardPoseConfig,
@@ -177,6 +178,20 @@ STEPS = 30
 STAGE1_END, STAGE2_END = 4, 8
 
 
+def _psnr_vs_teacher_on_a_held_out_view(pipeline) -> float:
+    from ng_methods.distill.teacher import render_teacher_rays
+
+    camera = pipeline.datamanager.eval_dataset.cameras[0:1].to(pipeline.device)
+    model = pipeline.model
+    model.eval()
+    with torch.no_grad():
+        student = model.get_outputs_for_camera(camera)["rgb"]
+        rays = camera.generate_rays(camera_indices=0).flatten()
+        teacher = render_teacher_rays(pipeline.datamanager.teacher, rays)["rgb"].reshape(student.shape)
+    model.train()
+    return float(-10.0 * torch.log10(torch.mean((student - teacher) ** 2)))
+
+
 def _tiny_pvd(teacher_config, output_dir):
     from method_configs.pvd import pvd_trainer_config
     from tests.training import reduce_for_cpu
@@ -213,16 +228,19 @@ def test_pvd_al_trains_evaluates_and_renders(blender_teacher_config, tmp_path, m
     from ng_methods.distill.pvd.model import PVDModel
     from tests.training import run_cli, train
 
-    psnr_vs_teacher = []
-    original_metrics = PVDModel.get_metrics_dict
+    probes = {}  # step -> student PSNR against the teacher on a fixed held-out view
+    original_callbacks = PVDModel.get_training_callbacks
 
-    def recording_metrics(self, outputs, batch):
-        metrics = original_metrics(self, outputs, batch)
-        if "psnr_vs_teacher" in metrics:
-            psnr_vs_teacher.append(float(metrics["psnr_vs_teacher"]))
-        return metrics
+    def with_probe(self, attributes):
+        def probe(step: int) -> None:
+            if step in (STAGE2_END - 1, STEPS - 1):  # after the last stage-2 update, and after the last update
+                probes[step] = _psnr_vs_teacher_on_a_held_out_view(attributes.pipeline)
 
-    monkeypatch.setattr(PVDModel, "get_metrics_dict", recording_metrics)
+        return original_callbacks(self, attributes) + [
+            TrainingCallback([TrainingCallbackLocation.AFTER_TRAIN_ITERATION], probe)
+        ]
+
+    monkeypatch.setattr(PVDModel, "get_training_callbacks", with_probe)
     torch.manual_seed(0)
     losses = []
     config = _tiny_pvd(blender_teacher_config, tmp_path / "outputs")
@@ -232,9 +250,9 @@ def test_pvd_al_trains_evaluates_and_renders(blender_teacher_config, tmp_path, m
     assert set(losses[0]) == {"feature_distill"}
     assert set(losses[STAGE1_END]) == {"feature_distill", "density_distill", "color_distill"}
     assert set(losses[STAGE2_END]) == {"feature_distill", "density_distill", "color_distill", "rgb_distill"}
-    stage3 = [loss["rgb_distill"] for loss in losses[STAGE2_END:]]
-    assert sum(stage3[-5:]) < 0.85 * sum(stage3[:5]), stage3
-    assert sum(psnr_vs_teacher[-5:]) / 5 > sum(psnr_vs_teacher[:5]) / 5 + 1.0, psnr_vs_teacher
+    # Stage 3 (rendered colour) brings the student closer to the teacher on a view it never trains on. Judged on a
+    # fixed view: per-step losses are too noisy to compare (every step renders another random pose).
+    assert probes[STEPS - 1] > probes[STAGE2_END - 1] + 1.0, probes
 
     # Active learning ran: the hard-ray pool filled, the hard-pose pool replays the worst poses.
     pipeline = trainer.pipeline

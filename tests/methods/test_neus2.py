@@ -18,14 +18,14 @@ from tests.training import cli_env, train
 STEPS = 30
 
 
-def _mask_iou_of_first_view(model: NeuS2Model, datamanager) -> float:
+def _first_view_metrics(model: NeuS2Model, datamanager) -> dict:
     camera, batch = next(iter(datamanager.fixed_indices_eval_dataloader))
     model.eval()
     outputs = model.get_outputs_for_camera(camera)
     metrics, images = model.get_image_metrics_and_images(outputs, batch)
     assert {"psnr", "ssim", "mask_iou"} <= set(metrics) and images["normals"].shape[-1] == 3
     assert 0.0 <= float(images["normals"].min()) and float(images["normals"].max()) <= 1.0
-    return metrics["mask_iou"]
+    return metrics
 
 
 @pytest.fixture(scope="module")
@@ -37,12 +37,11 @@ def trained(tmp_path_factory):
     return config, trainer, losses
 
 
-def test_losses_fall_and_the_silhouette_moves_towards_the_masks(trained):
+def test_training_fits_the_held_out_view_and_moves_the_silhouette_towards_the_mask(trained):
+    """Judged on a fixed held-out view against the untrained model: per-batch losses are too noisy over 30 steps
+    (each batch has its own rays and random backgrounds behind masked-out pixels)."""
     config, trainer, losses = trained
     assert len(losses) == STEPS and all({"rgb_loss", "eikonal_loss"} <= set(d) for d in losses)
-    first = sum(d["rgb_loss"] for d in losses[:5]) / 5
-    last = sum(d["rgb_loss"] for d in losses[-5:]) / 5
-    assert last < 0.8 * first, (first, last)
     model = trainer.pipeline.model
     assert int(model.field.level_mask.sum()) == 2 * 4  # every level active by the end of the fast schedule
     assert float(model.field.variance) != pytest.approx(0.3)  # the variance is trained
@@ -53,9 +52,10 @@ def test_losses_fall_and_the_silhouette_moves_towards_the_masks(trained):
         scene_box=trainer.pipeline.datamanager.train_dataset.scene_box, num_train_data=6, device="cpu"
     )
     fresh.prepare_step(0)  # the occupancy grid of the initial sphere
-    before = _mask_iou_of_first_view(fresh, trainer.pipeline.datamanager)
-    after = _mask_iou_of_first_view(model, trainer.pipeline.datamanager)
-    assert after > before + 0.1, (before, after)
+    before = _first_view_metrics(fresh, trainer.pipeline.datamanager)
+    after = _first_view_metrics(model, trainer.pipeline.datamanager)
+    assert after["mask_iou"] > before["mask_iou"] + 0.1, (before, after)
+    assert after["psnr"] > before["psnr"] + 1.0, (before, after)
 
 
 def test_training_resumes_from_its_checkpoint(trained, tmp_path):
