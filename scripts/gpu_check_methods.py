@@ -192,15 +192,15 @@ def render_fps(ctx: StageContext, record: Dict, renders: int) -> Dict[str, objec
     import torch
     import yaml
 
-    import benchmark_methods as bench
+    import benchmark_evaluation as evaluation
 
     saved = yaml.load(Path(record["config_path"]).read_text(), Loader=yaml.Loader)
-    pipeline, _ = bench.load_for_eval(saved, "test", ctx.device)
+    pipeline, _ = evaluation.load_for_eval(saved, "test", ctx.device)
     camera, _ = next(iter(pipeline.datamanager.fixed_indices_eval_dataloader))
-    sync = bench.synchronizer(ctx.device)
+    sync = evaluation.synchronizer(ctx.device)
     with torch.no_grad():
-        bench._render_timed(pipeline, camera, sync)
-        seconds = [bench._render_timed(pipeline, camera, sync)[1] for _ in range(renders)]
+        evaluation.render_timed(pipeline, camera, sync)
+        seconds = [evaluation.render_timed(pipeline, camera, sync)[1] for _ in range(renders)]
     size = f"{int(camera.width.flatten()[0])}x{int(camera.height.flatten()[0])}"
     return {"fps": 1.0 / statistics.median(seconds), "resolution": size, "renders": renders,
             "median_ms": 1e3 * statistics.median(seconds)}
