@@ -32,6 +32,8 @@ for _path in (REPO_ROOT, REPO_ROOT / "scripts"):
     if str(_path) not in sys.path:
         sys.path.insert(0, str(_path))
 
+from benchmark_evaluation import synchronizer  # noqa: E402
+
 NEUS2_EVAL_VIEWS = (8, 13, 16, 21, 26, 31, 34, 56)
 """NeuS2's held-out DTU views (``tools/data_format_from_neus.py``; see ``ng_methods/data/neus.py``)."""
 TARGET_SECONDS, TARGET_SPEEDUP = 300.0, 10.0
@@ -117,10 +119,6 @@ def neus2_config(args: argparse.Namespace):
 
 
 # ------------------------------------------------------------------------------------------------------ training
-def synchronizer(device: str) -> Callable[[], None]:
-    return torch.cuda.synchronize if device == "cuda" else (lambda: None)
-
-
 class IterationClock:
     """Sums the synchronised time of every training iteration (first one apart); stops the trainer at a budget;
     after every ``probe_every`` steps (outside the timed span) records the probe's PSNR against training time."""

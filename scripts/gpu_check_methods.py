@@ -190,12 +190,10 @@ def methods_splat(ctx: StageContext) -> None:
 def render_fps(ctx: StageContext, record: Dict, renders: int) -> Dict[str, object]:
     """Median full-image render rate of the first test view, from the saved checkpoint, after one warm-up."""
     import torch
-    import yaml
 
     import benchmark_evaluation as evaluation
 
-    saved = yaml.load(Path(record["config_path"]).read_text(), Loader=yaml.Loader)
-    pipeline, _ = evaluation.load_for_eval(saved, "test", ctx.device)
+    pipeline, _ = evaluation.load_saved_run(Path(record["config_path"]), "test", ctx.device)
     camera, _ = next(iter(pipeline.datamanager.fixed_indices_eval_dataloader))
     sync = evaluation.synchronizer(ctx.device)
     with torch.no_grad():

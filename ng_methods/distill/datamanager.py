@@ -67,7 +67,7 @@ def composite_on_white(image: Tensor) -> Tensor:
     return image[..., :3]
 
 
-def _cat_bundles(first: RayBundle, second: RayBundle) -> RayBundle:
+def concatenate_ray_bundles(first: RayBundle, second: RayBundle) -> RayBundle:
     """Concatenate two flat ray bundles (fields that one of them lacks are dropped)."""
 
     def cat(a, b):
@@ -108,6 +108,9 @@ class TeacherDataManager(VanillaDataManager):
             _use_teacher_data(config, teacher_trainer_config)
         self._teacher: Optional[Teacher] = None
         self._generator = torch.Generator().manual_seed(config.seed)
+        # nerfstudio's cache dataloader returns the same batch object until it resamples: sort it once per object
+        self._cached_batch: Optional[Dict] = None
+        self._cached_batch_in_order: Optional[Dict] = None
         super().__init__(config, device=device, test_mode=test_mode, world_size=world_size, local_rank=local_rank,
                          **kwargs)
 
@@ -136,7 +139,7 @@ class TeacherDataManager(VanillaDataManager):
         real_bundle, real_images = self._real_rays(total - num_novel, step)
         novel_bundle = self._novel_rays(num_novel)
         bundles = [b for b in (real_bundle, novel_bundle) if b is not None]
-        ray_bundle = bundles[0] if len(bundles) == 1 else _cat_bundles(*bundles)
+        ray_bundle = bundles[0] if len(bundles) == 1 else concatenate_ray_bundles(*bundles)
         teacher = render_teacher_rays(self.teacher, ray_bundle, self.config.teacher_chunk_size)
         is_novel = torch.arange(len(ray_bundle), device=self.device) >= total - num_novel
         target = teacher["rgb"].clone()
@@ -149,7 +152,7 @@ class TeacherDataManager(VanillaDataManager):
     def _real_rays(self, count: int, step: int) -> Tuple[Optional[RayBundle], Optional[Tensor]]:
         if count == 0:
             return None, None
-        image_batch = _in_index_order(next(self.iter_train_image_dataloader))
+        image_batch = self._train_images_in_index_order()
         sampler = self.train_pixel_sampler
         assert sampler is not None
         total = sampler.num_rays_per_batch
@@ -164,6 +167,13 @@ class TeacherDataManager(VanillaDataManager):
                 sampler.set_num_rays_per_batch(total)
         ray_bundle = self.train_ray_generator(batch["indices"])
         return ray_bundle.flatten(), composite_on_white(batch["image"].to(self.device).float())
+
+    def _train_images_in_index_order(self) -> Dict:
+        """The dataloader's current image batch sorted by dataset index (re-sorted only when it is a new batch)."""
+        raw = next(self.iter_train_image_dataloader)
+        if raw is not self._cached_batch:
+            self._cached_batch, self._cached_batch_in_order = raw, _in_index_order(raw)
+        return self._cached_batch_in_order
 
     def _novel_rays(self, count: int) -> Optional[RayBundle]:
         if count == 0:

@@ -32,7 +32,7 @@ from torch import Tensor, nn
 from ng_methods.encodings.grid import GridEncoding
 from ng_methods.kernels.grid_encoding.spec import GridSpec
 from ng_methods.networks import TinyMLP
-from ng_methods.neus2.levels import ProgressiveLevelsConfig, level_feature_mask
+from ng_methods.neus2.levels import ProgressiveLevelsConfig, active_levels
 from ng_methods.neus2.rendering import inv_s_from_variance
 
 
@@ -115,9 +115,11 @@ class NeuS2Field(nn.Module):
         self.set_step(0)
 
     def set_step(self, step: int) -> None:
-        """Apply the level mask of training step ``step``."""
-        mask = level_feature_mask(step, self.config.n_levels, self.config.n_features_per_level, self.levels)
-        self.level_mask.copy_(mask.to(self.level_mask))
+        """Apply the level mask of training step ``step`` (``levels.level_feature_mask``), filled in place on the
+        buffer's device: no host-to-device copy, which would wait for the GPU every step."""
+        active = active_levels(step, self.config.n_levels, self.levels) * self.config.n_features_per_level
+        self.level_mask[:active] = 1.0
+        self.level_mask[active:] = 0.0
 
     def inv_s(self) -> Float[Tensor, ""]:
         """The sharpness ``s = exp(10 v)``."""

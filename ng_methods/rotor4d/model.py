@@ -28,7 +28,7 @@ from torch.nn import Parameter
 from nerfstudio.engine.callbacks import TrainingCallback, TrainingCallbackAttributes
 
 from ng_methods.dynamic import camera_time
-from ng_methods.gaussian_flow.protocol import quantised_metrics
+from ng_methods.gaussian_flow.protocol import batch_mean, quantised_metrics
 from ng_methods.rotor4d.losses import opacity_entropy_loss, velocity_consistency_loss
 from ng_methods.rotor4d.rotor import identity_rotors
 from ng_methods.rotor4d.slicing import TEMPORAL_CULL_EXPONENT, SlicedGaussians, slice_gaussians
@@ -278,25 +278,14 @@ class Rotor4DGSModel(NGSplatModel):
             mask[ids[(radii > 0).any(dim=0)]] = True
         return mask
 
-    @staticmethod
-    def _per_view(outputs: Dict, batch: Dict, i: int) -> Tuple[Dict, Dict]:
-        view_outputs = {k: (v[i] if k in ("rgb", "accumulation") else v) for k, v in outputs.items()}
-        view_batch = {k: v[i] for k, v in batch.items() if isinstance(v, (Tensor, list))}
-        return view_outputs, view_batch
-
-    def _batch_mean(self, function, outputs: Dict, batch: Dict, *args) -> Dict[str, Tensor]:
-        """``function`` (a per-image metrics / loss method) averaged over a batch of views."""
-        per_view = [function(*self._per_view(outputs, batch, i), *args) for i in range(outputs["rgb"].shape[0])]
-        return {k: sum(d[k] for d in per_view) / len(per_view) for k in per_view[0]}
-
     def get_metrics_dict(self, outputs, batch) -> Dict[str, Tensor]:
         if outputs["rgb"].dim() == 4:
-            return self._batch_mean(super().get_metrics_dict, outputs, batch)
+            return batch_mean(super().get_metrics_dict, outputs, batch)
         return super().get_metrics_dict(outputs, batch)
 
     def get_loss_dict(self, outputs, batch, metrics_dict=None) -> Dict[str, Tensor]:
         if outputs["rgb"].dim() == 4:  # official batch loss: mean L1 and mean SSIM over the views
-            loss_dict = self._batch_mean(super().get_loss_dict, outputs, batch, None)
+            loss_dict = batch_mean(super().get_loss_dict, outputs, batch)
         else:
             loss_dict = super().get_loss_dict(outputs, batch, metrics_dict)
         visible = self.rendered_mask()

@@ -60,14 +60,15 @@ def evaluate_sdf_volume(
     """
     if chunk < 1:
         raise ValueError(f"chunk must be positive, got {chunk}")
-    xs, ys, zs = lattice_axes(bounds, resolution)
+    # the axes are computed on the CPU (exact linspace values) and moved once; lattice points are built on device
+    xs, ys, zs = (axis.to(device) for axis in lattice_axes(bounds, resolution))
     volume = np.empty(resolution**3, dtype=np.float32)
     for start in range(0, resolution**3, chunk):
-        flat = torch.arange(start, min(start + chunk, resolution**3))
+        flat = torch.arange(start, min(start + chunk, resolution**3), device=device)
         positions = torch.stack(
             [xs[flat // resolution**2], ys[(flat // resolution) % resolution], zs[flat % resolution]], dim=-1
         )
-        values = sdf_fn(positions.to(device))
+        values = sdf_fn(positions)
         if values.shape not in ((len(flat), 1), (len(flat),)):
             raise ValueError(f"sdf_fn returned shape {tuple(values.shape)} for {len(flat)} points; expected [n, 1]")
         volume[start : start + len(flat)] = values.reshape(-1).float().cpu().numpy()

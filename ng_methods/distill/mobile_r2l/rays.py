@@ -27,6 +27,8 @@ import torch
 from jaxtyping import Float
 from torch import Tensor
 
+from ng_methods.distill.encoding import embed_points
+
 __all__ = [
     "average_camera_frame",
     "camera_rays",
@@ -115,14 +117,6 @@ def sample_depths(
     lower = torch.cat([z[..., :1], mids], dim=-1)
     jitter = torch.rand(z.shape, generator=generator, device=device if generator is None else generator.device)
     return lower + (upper - lower) * jitter.to(device)
-
-
-def embed_points(points: Float[Tensor, "*bs d"], frequencies: int) -> Float[Tensor, "*bs e"]:
-    """``[sin(2^k x) for k], [cos(2^k x) for k], x`` per coordinate: ``d`` -> ``d * (2 * frequencies + 1)``."""
-    weights = 2.0 ** torch.linspace(0, frequencies - 1, frequencies, device=points.device, dtype=points.dtype)
-    scaled = points[..., None] * weights
-    embedded = torch.cat([torch.sin(scaled), torch.cos(scaled), points[..., None]], dim=-1)
-    return embedded.flatten(-2)
 
 
 def ray_image(

@@ -20,6 +20,8 @@ import torch
 from jaxtyping import Float
 from torch import Tensor
 
+from ng_methods.distill.encoding import embed_points
+
 NUM_FREQUENCIES = 10
 """Frequencies of both frequency encodings (``L = 10``, ``multires_gs = 10``)."""
 SH_DEGREE = 8
@@ -40,10 +42,7 @@ def input_dim(num_points: int) -> int:
 
 def encode_points(points: Float[Tensor, "rays points 3"]) -> Float[Tensor, "rays features"]:
     """Per coordinate: 10 sines, 10 cosines (frequencies 2^0..2^9, no pi), then the raw value; flattened per ray."""
-    scales = 2.0 ** torch.arange(NUM_FREQUENCIES, device=points.device, dtype=points.dtype)
-    scaled = points[..., None] * scales
-    encoded = torch.cat([torch.sin(scaled), torch.cos(scaled), points[..., None]], dim=-1)
-    return encoded.reshape(points.shape[0], -1)
+    return embed_points(points, NUM_FREQUENCIES).reshape(points.shape[0], -1)
 
 
 def encode_origin(origins: Float[Tensor, "rays 3"]) -> Float[Tensor, "rays 63"]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from typing import Literal, Optional
 
@@ -40,8 +41,6 @@ class MLPNeRFEncoding(nn.Module):
     official MLP sees (``bound = 1``).
     """
 
-    backend = "torch"  # never take the fused grid+MLP kernel path
-
     def __init__(self, config: MLPNeRFConfig) -> None:
         super().__init__()
         self.config = config
@@ -79,7 +78,8 @@ class MLPNeRFField(NGPCField):
 
     def __init__(self, config: NGPCFieldConfig, mlp: MLPNeRFConfig, aabb: Float[Tensor, "2 3"],
                  spatial_distortion: Optional[SpatialDistortion]) -> None:
-        super().__init__(config, aabb, spatial_distortion)
+        # the body is not a grid: never the fused grid + MLP kernel
+        super().__init__(dataclasses.replace(config, fused_density_network=False), aabb, spatial_distortion)
         self.encoding = MLPNeRFEncoding(mlp)
         self.density_mlp.layers[0] = nn.Linear(mlp.output_dim, config.hidden_dim, bias=False)
         nn.init.kaiming_uniform_(self.density_mlp.layers[0].weight, nonlinearity="relu")

@@ -15,6 +15,7 @@ from torch import Tensor
 from torch.nn import Parameter
 
 from ng_methods.compat.lpips import make_lpips
+from ng_methods.distill.datamanager import concatenate_ray_bundles
 from ng_methods.distill.pvd.active_learning import ActiveLearningConfig, HardRayPool
 from ng_methods.distill.pvd.adapters import (
     FeatureProjector,
@@ -163,10 +164,7 @@ class PVDModel(NGPCModel):
         slots = self.ray_pool.draw(len(ray_bundle)) if self.config.active.ray_level else None
         if slots is None or len(slots) == 0:
             return ray_bundle, None
-        pooled = self.ray_pool.bundle(slots)
-        merged = {name: torch.cat([getattr(ray_bundle, name), value]) for name, value in pooled.items()
-                  if getattr(ray_bundle, name, None) is not None}
-        return RayBundle(**merged), slots
+        return concatenate_ray_bundles(ray_bundle, RayBundle(**self.ray_pool.bundle(slots))), slots
 
     def _teacher_samples(self, ray_bundle: RayBundle) -> Tuple[RaySamples, Tensor]:
         """The samples the teacher marches (official ``inherited_params``); the student's own when it has none."""
@@ -221,12 +219,13 @@ class PVDModel(NGPCModel):
         if "pvd" not in outputs:  # eval batches: the student against the ground truth
             return {"rgb_loss": torch.mean((outputs["rgb"] - self._eval_target(batch["image"])) ** 2)}
         pvd: _Distillation = outputs["pvd"]
-        vm_l1 = self.student_adapter.l1_density_factors() if isinstance(self.student_adapter, TensoRFAdapter) \
-            else None
+        stage = self.config.schedule.stage(self.step, self.skip_stage1)
+        # the VM factors' L1 enters with the rendered colour (stage 3) only: not built before that
+        vm_l1 = self.student_adapter.l1_density_factors() \
+            if stage == 3 and isinstance(self.student_adapter, TensoRFAdapter) else None
         losses = distillation_losses(self.config.schedule, self.config.active, self.step, self.skip_stage1, pvd,
                                      self.projector, vm_l1)
-        if pvd.teacher.query is not None and self.config.active.ray_level and \
-                self.config.schedule.stage(self.step, self.skip_stage1) == 3:
+        if pvd.teacher.query is not None and self.config.active.ray_level and stage == 3:
             errors = (pvd.student_rgb.detach() - pvd.teacher_rgb).abs().sum(dim=-1)
             self.ray_pool.update(pvd.ray_bundle, errors, pvd.n_base, pvd.replayed_slots)
         return losses

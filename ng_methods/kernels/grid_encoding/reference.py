@@ -315,6 +315,7 @@ def grid_encode_reference(
         zero_with_grad = (positions - positions.detach()).t().contiguous()
 
     rows, weights, not_finite = [], [], []
+    any_not_finite = False  # each level's check is one reduction (a host sync on CUDA): take it once
     row_dtype = torch.int32 if spec.n_params <= _INT32_MAX else torch.int64
     for level in _levels(spec):
         cells, frac = _level_cells(coords, level.scale, coords64)
@@ -324,13 +325,14 @@ def grid_encode_reference(
         bad = frac.isnan().any(dim=0)  # a coordinate that is not finite, or overflows float32 at this scale
         if bad.any():  # such a (point, level) gives NaN features and no gradient (see grid_encode)
             frac = torch.where(bad, 0.0, frac)
+            any_not_finite = True
         not_finite.append(bad)
         weights.append(_corner_weights(frac.to(compute_dtype)))
     blend_table = table.to(compute_dtype)
     bytes_per_row = blend_table.shape[1] * blend_table.element_size()
     row_wise = tuple(level.table_size * bytes_per_row > _ROW_WISE_BYTES for level in _levels(spec))
     encoded = _BlendCorners.apply(blend_table, row_wise, *rows, *weights)
-    if any(bad.any() for bad in not_finite):
+    if any_not_finite:
         bad = torch.stack(not_finite, dim=1).repeat_interleave(spec.n_features_per_level, dim=1)
         encoded = torch.where(bad, float("nan"), encoded)
     return encoded.to(table.dtype)
